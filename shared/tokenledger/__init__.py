@@ -1,0 +1,1 @@
+"""tokenledger: the token ledger of the prediction app (domain package, shipped as a layer)."""

@@ -1,0 +1,348 @@
+"""The ledger repository on DynamoDB (low-level client, explicit options everywhere)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tokenledger.domain.errors import InvariantViolation
+from tokenledger.domain.model import Account, Entry, EntryType
+from tokenledger.service.ports import (
+    AccountWrite,
+    Guard,
+    IdempotencyClaim,
+    StoredResponse,
+    TransactionRefused,
+)
+
+CLIENT_CONFIG = Config(
+    connect_timeout=2,
+    read_timeout=5,
+    retries={"mode": "standard", "max_attempts": 3},
+)
+BATCH_GET_KEYS_MAX = 100
+BATCH_GET_ROUNDS_MAX = 8
+HISTORY_QUERY_PAGES_MAX = 5
+ENTRY_ID_INDEX = "by-entry-id"
+RELATED_ID_INDEX = "by-related-id"
+
+AttributeMap = dict[str, dict[str, Any]]
+
+
+def make_client(service: str = "dynamodb") -> Any:
+    """A boto3 client honouring AWS_ENDPOINT_URL(_DYNAMODB) through botocore's own config."""
+    import boto3
+
+    return boto3.client(service, config=CLIENT_CONFIG)
+
+
+# ---------------------------------------------------------------- attribute values
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def account_from_item(item: AttributeMap) -> Account:
+    return Account(
+        user_id=item["user_id"]["S"],
+        balance=int(item.get("balance", {"N": "0"})["N"]),
+        version=int(item.get("version", {"N": "0"})["N"]),
+        created_at=item.get("created_at", {}).get("S"),
+        updated_at=item.get("updated_at", {}).get("S"),
+    )
+
+
+def entry_to_item(entry: Entry) -> AttributeMap:
+    item: AttributeMap = {
+        "user_id": _s(entry.user_id),
+        "seq": _n(entry.seq),
+        "entry_id": _s(entry.entry_id),
+        "type": _s(str(entry.type)),
+        "amount": _n(entry.amount),
+        "balance_after": _n(entry.balance_after),
+        "counterparty": _s(entry.counterparty),
+        "metadata": {"M": {k: _s(v) for k, v in entry.metadata.items()}},
+        "created_at": _s(entry.created_at),
+    }
+    optional = {
+        "related_id": entry.related_id,
+        "reverses": entry.reverses,
+        "reason": entry.reason,
+        "actor": entry.actor,
+    }
+    for name, value in optional.items():
+        if value is not None:
+            item[name] = _s(value)
+    if entry.unrecovered is not None:
+        item["unrecovered"] = _n(entry.unrecovered)
+    return item
+
+
+def entry_from_item(item: AttributeMap) -> Entry:
+    def opt(name: str) -> str | None:
+        return item[name]["S"] if name in item else None
+
+    return Entry(
+        entry_id=item["entry_id"]["S"],
+        user_id=item["user_id"]["S"],
+        seq=int(item["seq"]["N"]),
+        type=EntryType(item["type"]["S"]),
+        amount=int(item["amount"]["N"]),
+        balance_after=int(item["balance_after"]["N"]),
+        counterparty=item["counterparty"]["S"],
+        related_id=opt("related_id"),
+        metadata={k: v["S"] for k, v in item.get("metadata", {"M": {}})["M"].items()},
+        created_at=item["created_at"]["S"],
+        reverses=opt("reverses"),
+        reason=opt("reason"),
+        actor=opt("actor"),
+        unrecovered=int(item["unrecovered"]["N"]) if "unrecovered" in item else None,
+    )
+
+
+def stored_response_from_item(item: AttributeMap) -> StoredResponse:
+    return StoredResponse(
+        request_hash=item["request_hash"]["S"],
+        status=int(item["status"]["N"]),
+        body=json.loads(item["response"]["S"]),
+    )
+
+
+def _plain_to_attr(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return _n(value)
+    if isinstance(value, str):
+        return _s(value)
+    if isinstance(value, dict):
+        return {"M": {k: _plain_to_attr(v) for k, v in value.items()}}
+    raise InvariantViolation(f"unsupported guard attribute type {type(value).__name__}")
+
+
+class DynamoLedgerRepository:
+    """`LedgerRepository` on three tables: accounts, entries, idempotency records."""
+
+    def __init__(self, client: Any, *, accounts_table: str, entries_table: str, idempotency_table: str) -> None:
+        self.client = client
+        self.accounts_table = accounts_table
+        self.entries_table = entries_table
+        self.idempotency_table = idempotency_table
+
+    # ---------------------------------------------------------------- reads
+    def get_account(self, user_id: str) -> Account | None:
+        item = self.client.get_item(
+            TableName=self.accounts_table, Key={"user_id": _s(user_id)}, ConsistentRead=True
+        ).get("Item")
+        return account_from_item(item) if item else None
+
+    def get_accounts(self, user_ids: Sequence[str]) -> dict[str, Account]:
+        """BatchGetItem in chunks of 100, retrying `UnprocessedKeys` with bounded backoff."""
+        found: dict[str, Account] = {}
+        unique = list(dict.fromkeys(user_ids))
+        for start in range(0, len(unique), BATCH_GET_KEYS_MAX):
+            request: dict[str, Any] = {
+                self.accounts_table: {
+                    "Keys": [{"user_id": _s(u)} for u in unique[start : start + BATCH_GET_KEYS_MAX]],
+                    "ConsistentRead": True,
+                }
+            }
+            for round_no in range(BATCH_GET_ROUNDS_MAX):
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.accounts_table, []):
+                    account = account_from_item(item)
+                    found[account.user_id] = account
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(random.random() * min(0.5, 0.02 * 2**round_no))
+            else:
+                raise RuntimeError("BatchGetItem left keys unprocessed after every retry")
+        return found
+
+    def get_idempotency(self, pk: str) -> StoredResponse | None:
+        item = self.client.get_item(TableName=self.idempotency_table, Key={"pk": _s(pk)}, ConsistentRead=True).get(
+            "Item"
+        )
+        return stored_response_from_item(item) if item and "request_hash" in item else None
+
+    def get_guard(self, pk: str) -> AttributeMap | None:
+        item: AttributeMap | None = self.client.get_item(
+            TableName=self.idempotency_table, Key={"pk": _s(pk)}, ConsistentRead=True
+        ).get("Item")
+        return item
+
+    def list_entries(
+        self, user_id: str, *, before_seq: int | None, limit: int, entry_type: str | None
+    ) -> tuple[list[Entry], int | None]:
+        key_condition = "user_id = :u"
+        values: AttributeMap = {":u": _s(user_id)}
+        if before_seq is not None:
+            key_condition += " AND seq < :s"
+            values[":s"] = _n(before_seq)
+        query: dict[str, Any] = {
+            "TableName": self.entries_table,
+            "KeyConditionExpression": key_condition,
+            "ScanIndexForward": False,
+            "Limit": limit + 1,
+        }
+        if entry_type is not None:
+            query["FilterExpression"] = "#t = :t"
+            query["ExpressionAttributeNames"] = {"#t": "type"}
+            values[":t"] = _s(entry_type)
+        query["ExpressionAttributeValues"] = values
+        entries: list[Entry] = []
+        for _ in range(HISTORY_QUERY_PAGES_MAX):
+            response = self.client.query(**query)
+            entries.extend(entry_from_item(item) for item in response.get("Items", []))
+            last_key = response.get("LastEvaluatedKey")
+            if len(entries) > limit:
+                return entries[:limit], entries[limit - 1].seq
+            if not last_key:
+                return entries, None
+            query["ExclusiveStartKey"] = last_key
+        # Page budget spent with a filter that matches rarely: continue below the last seq read.
+        return entries, int(last_key["seq"]["N"])
+
+    def find_entry(self, entry_id: str) -> Entry | None:
+        response = self.client.query(
+            TableName=self.entries_table,
+            IndexName=ENTRY_ID_INDEX,
+            KeyConditionExpression="entry_id = :e",
+            ExpressionAttributeValues={":e": _s(entry_id)},
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        return entry_from_item(items[0]) if items else None
+
+    # ---------------------------------------------------------------- the write
+    def commit(
+        self,
+        writes: Sequence[AccountWrite],
+        *,
+        idempotency: IdempotencyClaim | None,
+        guards: Sequence[Guard] = (),
+    ) -> None:
+        items: list[dict[str, Any]] = []
+        roles: list[tuple[str, str]] = []  # per transact item: (kind, name)
+        for write in writes:
+            items.append({"Update": self._account_update(write)})
+            roles.append(("account", write.before.user_id))
+            for entry in write.entries:
+                items.append(
+                    {
+                        "Put": {
+                            "TableName": self.entries_table,
+                            "Item": entry_to_item(entry),
+                            "ConditionExpression": "attribute_not_exists(user_id)",
+                        }
+                    }
+                )
+                roles.append(("entry", entry.entry_id))
+        if idempotency is not None:
+            items.append({"Put": self._idempotency_put(idempotency)})
+            roles.append(("idempotency", idempotency.pk))
+        for guard in guards:
+            item = {"pk": _s(guard.pk), **{k: _plain_to_attr(v) for k, v in guard.attributes.items()}}
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self.idempotency_table,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+            roles.append(("guard", guard.name))
+        token = hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:36]
+        try:
+            self.client.transact_write_items(TransactItems=items, ClientRequestToken=token)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            raise self._refusal(error, roles, writes, idempotency) from None
+
+    def _account_update(self, write: AccountWrite) -> dict[str, Any]:
+        before, after = write.before, write.after
+        condition = "version = :ev AND balance = :eb"
+        if before.version == 0 and before.balance == 0:
+            condition = f"attribute_not_exists(user_id) OR ({condition})"
+        return {
+            "TableName": self.accounts_table,
+            "Key": {"user_id": _s(before.user_id)},
+            "UpdateExpression": "SET balance = :b, version = :v, updated_at = :now, "
+            "created_at = if_not_exists(created_at, :now)",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": {
+                ":b": _n(after.balance),
+                ":v": _n(after.version),
+                ":now": _s(after.updated_at or ""),
+                ":ev": _n(before.version),
+                ":eb": _n(before.balance),
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _idempotency_put(self, claim: IdempotencyClaim) -> dict[str, Any]:
+        item: AttributeMap = {
+            "pk": _s(claim.pk),
+            "request_hash": _s(claim.response.request_hash),
+            "status": _n(claim.response.status),
+            "response": _s(json.dumps(claim.response.body, separators=(",", ":"))),
+        }
+        if claim.expires_at is not None:
+            item["expires_at"] = _n(claim.expires_at)
+        return {
+            "TableName": self.idempotency_table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _refusal(
+        self,
+        error: ClientError,
+        roles: list[tuple[str, str]],
+        writes: Sequence[AccountWrite],
+        idempotency: IdempotencyClaim | None,
+    ) -> TransactionRefused:
+        reasons = error.response.get("CancellationReasons") or []
+        befores = {w.before.user_id: w.before for w in writes}
+        replay: StoredResponse | None = None
+        stale: dict[str, Account] = {}
+        guards_failed: list[str] = []
+        entry_clash = False
+        for (kind, name), reason in zip(roles, reasons, strict=False):
+            code = reason.get("Code", "None")
+            if code in ("None", None):
+                continue
+            if code == "TransactionConflict":
+                # Another transaction touched one of our items at the same moment: retry as is.
+                for user_id, before in befores.items():
+                    stale.setdefault(user_id, before)
+                continue
+            if code != "ConditionalCheckFailed":
+                raise error
+            if kind == "account":
+                item = reason.get("Item")
+                stale[name] = account_from_item(item) if item else Account(user_id=name)
+            elif kind == "idempotency" and idempotency is not None:
+                item = reason.get("Item")
+                replay = stored_response_from_item(item) if item else self.get_idempotency(idempotency.pk)
+            elif kind == "guard":
+                guards_failed.append(name)
+            elif kind == "entry":
+                entry_clash = True
+        if entry_clash and not stale and replay is None:
+            raise InvariantViolation("an entry at the next seq already exists: the account item is behind its chain")
+        return TransactionRefused(replay=replay, stale=stale, guards_failed=guards_failed)

@@ -1,0 +1,1 @@
+"""Pure domain: entries, accounts, rules and errors. No I/O here."""

@@ -1,0 +1,108 @@
+"""Typed errors. Each expected error carries a stable `code` and HTTP `status`.
+
+Bad input and business refusals are `LedgerError`s; a broken invariant is an
+`InvariantViolation` and is never caught to carry on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LedgerError(Exception):
+    """An expected, client-visible error (mapped to RFC 9457 problem details)."""
+
+    code = "ledger_error"
+    status = 400
+    title = "Request failed"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class ValidationFailed(LedgerError):
+    code = "validation_error"
+    status = 422
+    title = "Validation failed"
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None, **extra: Any) -> None:
+        super().__init__(detail, errors=errors or [], **extra)
+
+
+class Unauthorized(LedgerError):
+    code = "unauthorized"
+    status = 401
+    title = "Authentication required"
+
+
+class Forbidden(LedgerError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(LedgerError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class InsufficientBalance(LedgerError):
+    code = "insufficient_balance"
+    status = 409
+    title = "Insufficient balance"
+
+    def __init__(self, detail: str, *, balance: int, shortfall: int, **extra: Any) -> None:
+        super().__init__(detail, balance=balance, shortfall=shortfall, **extra)
+        self.balance = balance
+        self.shortfall = shortfall
+
+
+class AlreadyReversed(LedgerError):
+    code = "already_reversed"
+    status = 409
+    title = "Entry already reversed"
+
+
+class VersionConflict(LedgerError):
+    code = "version_conflict"
+    status = 412
+    title = "Version does not match"
+
+
+class IdempotencyKeyReused(LedgerError):
+    code = "idempotency_key_reused"
+    status = 422
+    title = "Idempotency key reused with a different request"
+
+
+class BatchTooLarge(LedgerError):
+    code = "batch_too_large"
+    status = 422
+    title = "Batch too large"
+
+
+class InvalidSignature(LedgerError):
+    code = "invalid_signature"
+    status = 400
+    title = "Invalid signature"
+
+
+class UnsupportedMediaType(LedgerError):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
+class ContentionExhausted(LedgerError):
+    """The account kept changing under us for every bounded retry: the client may retry."""
+
+    code = "contention"
+    status = 409
+    title = "Account busy, retry"
+
+
+class InvariantViolation(Exception):
+    """A broken ledger invariant: a bug, never an expected outcome."""

@@ -1,0 +1,177 @@
+"""Accounts, entries and the rules that move a balance.
+
+Everything here is pure: given an account state and what should happen, it says
+which entries to write and what the account becomes, or refuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from tokenledger.domain.errors import InsufficientBalance, InvariantViolation, ValidationFailed
+
+AMOUNT_MIN = 1
+AMOUNT_MAX = 1_000_000_000
+METADATA_KEYS_MAX = 20
+METADATA_KEY_CHARS_MAX = 40
+METADATA_VALUE_CHARS_MAX = 500
+REASON_CHARS_MAX = 500
+ID_CHARS_MAX = 128
+
+
+class EntryType(StrEnum):
+    PURCHASE = "purchase"
+    COMMITMENT = "commitment"
+    PAYOUT = "payout"
+    REFUND = "refund"
+    GRANT = "grant"
+    ADJUSTMENT = "adjustment"
+    REVERSAL = "reversal"
+    CHARGEBACK = "chargeback"
+
+
+# The sign each type may carry: +1 credit only, -1 debit only, 0 either.
+ENTRY_SIGN: dict[EntryType, int] = {
+    EntryType.PURCHASE: 1,
+    EntryType.COMMITMENT: -1,
+    EntryType.PAYOUT: 1,
+    EntryType.REFUND: 1,
+    EntryType.GRANT: 1,
+    EntryType.ADJUSTMENT: 0,
+    EntryType.REVERSAL: 0,
+    EntryType.CHARGEBACK: -1,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """The stored state of one user's balance. `version` is the seq of the last entry."""
+
+    user_id: str
+    balance: int = 0
+    version: int = 0
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.created_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """What should be written, before the ledger assigns seq, id and balance."""
+
+    type: EntryType
+    amount: int
+    counterparty: str
+    related_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    reverses: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    # Tokens a clawback could not take back (the balance would have gone below zero).
+    unrecovered: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One immutable ledger line."""
+
+    entry_id: str
+    user_id: str
+    seq: int
+    type: EntryType
+    amount: int
+    balance_after: int
+    counterparty: str
+    related_id: str | None
+    metadata: dict[str, str]
+    created_at: str
+    reverses: str | None = None
+    reason: str | None = None
+    actor: str | None = None
+    unrecovered: int | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        """The contract's Entry shape (plus `reason`/`actor`, and `unrecovered` when set)."""
+        body: dict[str, Any] = {
+            "entry_id": self.entry_id,
+            "user_id": self.user_id,
+            "seq": self.seq,
+            "type": str(self.type),
+            "amount": self.amount,
+            "balance_after": self.balance_after,
+            "counterparty": self.counterparty,
+            "related_id": self.related_id,
+            "metadata": dict(self.metadata),
+            "created_at": self.created_at,
+            "reverses": self.reverses,
+            "reason": self.reason,
+            "actor": self.actor,
+        }
+        if self.unrecovered is not None:
+            body["unrecovered"] = self.unrecovered
+        return body
+
+
+def check_amount(amount: object, *, signed: bool = False, field_name: str = "amount") -> int:
+    """An amount is a real int (not bool) with 1 <= |amount| <= AMOUNT_MAX."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValidationFailed(f"{field_name} must be an integer", errors=[{"loc": [field_name], "type": "int_type"}])
+    magnitude = abs(amount) if signed else amount
+    if not AMOUNT_MIN <= magnitude <= AMOUNT_MAX:
+        raise ValidationFailed(
+            f"{field_name} must be between {AMOUNT_MIN} and {AMOUNT_MAX}" + (" in absolute value" if signed else ""),
+            errors=[{"loc": [field_name], "type": "out_of_range"}],
+        )
+    return amount
+
+
+def apply_drafts(
+    account: Account, drafts: list[EntryDraft], *, entry_ids: list[str], now: str
+) -> tuple[Account, list[Entry]]:
+    """Append `drafts` to `account` in order; refuse if the balance would go below zero.
+
+    Returns the new account state and the entries to write, consecutive in seq.
+    """
+    if len(entry_ids) != len(drafts):
+        raise InvariantViolation("one entry id per draft")
+    balance = account.balance
+    seq = account.version
+    entries: list[Entry] = []
+    for draft, entry_id in zip(drafts, entry_ids, strict=True):
+        sign = ENTRY_SIGN[draft.type]
+        if draft.amount == 0 or (sign == 1 and draft.amount < 0) or (sign == -1 and draft.amount > 0):
+            raise InvariantViolation(f"{draft.type} entry with amount {draft.amount}")
+        if balance + draft.amount < 0:
+            shortfall = -(balance + draft.amount)
+            raise InsufficientBalance(
+                f"balance {balance} is short of {shortfall} for {draft.type} of {-draft.amount}",
+                balance=balance,
+                shortfall=shortfall,
+            )
+        balance += draft.amount
+        seq += 1
+        entries.append(
+            Entry(
+                entry_id=entry_id,
+                user_id=account.user_id,
+                seq=seq,
+                type=draft.type,
+                amount=draft.amount,
+                balance_after=balance,
+                counterparty=draft.counterparty,
+                related_id=draft.related_id,
+                metadata=dict(draft.metadata),
+                created_at=now,
+                reverses=draft.reverses,
+                reason=draft.reason,
+                actor=draft.actor,
+                unrecovered=draft.unrecovered,
+            )
+        )
+    after = replace(account, balance=balance, version=seq, created_at=account.created_at or now, updated_at=now)
+    return after, entries

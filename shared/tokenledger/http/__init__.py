@@ -1,0 +1,1 @@
+"""What every HTTP function shares: identity, idempotency keys, problem+json errors."""

@@ -1,0 +1,188 @@
+"""What every HTTP function shares: the resolver, identity, idempotency, problem+json.
+
+Domain errors are raised as typed exceptions and mapped to RFC 9457 problem details in
+one place. Identity is checked before request validation reports anything, so a caller
+without claims always gets 401 and a non-admin on an admin route 403.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from tokenledger.domain.errors import (
+    Forbidden,
+    LedgerError,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+from tokenledger.service.idempotency import IdempotencyScope, check_idempotency_key, request_hash
+from tokenledger.service.ledger import WriteResult
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://tokenledger.dev/problems/"
+ADMIN_GROUP = "admin"
+ADMIN_PATH_PREFIX = "/v1/admin/"
+PUBLIC_PATH_PREFIXES = ("/v1/webhooks/",)
+VERSION_CHARS_MAX = 20
+
+logger = Logger(child=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    sub: str
+    groups: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_GROUP in self.groups
+
+
+def parse_groups(raw: Any) -> frozenset[str]:
+    """`cognito:groups` as HTTP API passes it ("[admin support]"), as a JSON list, or a list."""
+    if raw is None:
+        return frozenset()
+    if isinstance(raw, list):
+        return frozenset(str(g) for g in raw)
+    text = str(raw).strip()
+    if text.startswith("[") and '"' in text:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list):
+            return frozenset(str(g) for g in parsed)
+    text = text.strip("[]")
+    return frozenset(g for g in text.replace(",", " ").split() if g)
+
+
+def claims_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    claims = (authorizer.get("jwt") or {}).get("claims")
+    return claims if isinstance(claims, dict) else None
+
+
+def caller_of(event: dict[str, Any], path: str) -> Caller:
+    """The authenticated caller; raises 401 without claims and 403 for non-admins on admin routes."""
+    claims = claims_of(event)
+    sub = claims.get("sub") if claims else None
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("a valid bearer token is required")
+    caller = Caller(sub=sub, groups=parse_groups(claims.get("cognito:groups") if claims else None))
+    if path.startswith(ADMIN_PATH_PREFIX) and not caller.is_admin:
+        raise Forbidden("this route is for the admin group")
+    return caller
+
+
+def caller(app: APIGatewayHttpResolver) -> Caller:
+    return caller_of(app.current_event.raw_event, app.current_event.path)
+
+
+def problem(error: LedgerError) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + error.code,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+    }
+    body.update({k: v for k, v in error.extra.items() if v is not None})
+    return Response(status_code=error.status, content_type=PROBLEM_JSON, body=json.dumps(body))
+
+
+def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+    if not app.current_event.path.startswith(PUBLIC_PATH_PREFIXES):
+        caller(app)
+    return next_middleware(app)
+
+
+def make_resolver() -> APIGatewayHttpResolver:
+    """The resolver every HTTP function uses, with identity and error mapping installed."""
+    app = APIGatewayHttpResolver(enable_validation=True)
+    app.use(middlewares=[_authenticate])
+
+    @app.exception_handler(LedgerError)
+    def _ledger_error(error: LedgerError) -> Response:
+        return problem(error)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation_error(error: RequestValidationError) -> Response:
+        path = app.current_event.path
+        if not path.startswith(PUBLIC_PATH_PREFIXES):
+            try:
+                caller(app)
+            except LedgerError as refused:
+                return problem(refused)
+        errors = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in error.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return problem(ValidationFailed(f"{where}: {first['msg']}" if where else str(first["msg"]), errors=errors))
+
+    @app.not_found
+    def _not_found(_: NotFoundError) -> Response:
+        return problem(NotFound(f"no route for {app.current_event.http_method} {app.current_event.path}"))
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        logger.exception("unhandled error", extra={"error_type": type(error).__name__})
+        body = {
+            "type": PROBLEM_TYPE_BASE + "internal_error",
+            "title": HTTPStatus.INTERNAL_SERVER_ERROR.phrase,
+            "status": 500,
+            "detail": "the request could not be completed; retry with the same Idempotency-Key",
+            "code": "internal_error",
+        }
+        return Response(status_code=500, content_type=PROBLEM_JSON, body=json.dumps(body))
+
+    return app
+
+
+def header(app: APIGatewayHttpResolver, name: str) -> str | None:
+    headers = app.current_event.headers or {}
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return str(value)
+    return None
+
+
+def idempotency_scope(app: APIGatewayHttpResolver, *, route: str, caller_id: str, payload: Any) -> IdempotencyScope:
+    """The scope of this request's `Idempotency-Key` (required, 1-255 printable ASCII)."""
+    key = check_idempotency_key(header(app, "Idempotency-Key"))
+    return IdempotencyScope(caller=caller_id, route=route, key=key, request_hash=request_hash(payload))
+
+
+def if_match_version(app: APIGatewayHttpResolver) -> int | None:
+    """`If-Match: "<version>"` (quotes optional, weak prefix tolerated) as an int, or None."""
+    raw = header(app, "If-Match")
+    if raw is None:
+        return None
+    text = raw.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit() or len(text) > VERSION_CHARS_MAX:
+        raise ValidationFailed(
+            'If-Match must be a quoted account version, e.g. "7"',
+            errors=[{"loc": ["header", "If-Match"], "type": "invalid"}],
+        )
+    return int(text)
+
+
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[dict]:
+    return Response(status_code=status, content_type="application/json", body=body, headers=headers or {})
+
+
+def write_response(result: WriteResult) -> Response[dict]:
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    return json_response(result.status, result.body, headers)

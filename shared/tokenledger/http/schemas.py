@@ -1,0 +1,133 @@
+"""Request and response shapes of the HTTP API (validation and the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, model_validator
+
+from tokenledger.domain.model import (
+    AMOUNT_MAX,
+    AMOUNT_MIN,
+    ID_CHARS_MAX,
+    METADATA_KEY_CHARS_MAX,
+    METADATA_KEYS_MAX,
+    METADATA_VALUE_CHARS_MAX,
+    REASON_CHARS_MAX,
+)
+
+ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{ID_CHARS_MAX - 1}}}$"
+
+Identifier = Annotated[StrictStr, StringConstraints(pattern=ID_PATTERN)]
+Amount = Annotated[StrictInt, Field(ge=AMOUNT_MIN, le=AMOUNT_MAX, description="Tokens, a JSON integer.")]
+MetadataKey = Annotated[StrictStr, StringConstraints(min_length=1, max_length=METADATA_KEY_CHARS_MAX)]
+MetadataValue = Annotated[StrictStr, StringConstraints(max_length=METADATA_VALUE_CHARS_MAX)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=METADATA_KEYS_MAX)]
+Reason = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=REASON_CHARS_MAX)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CommitmentIn(_Strict):
+    prediction_id: Identifier
+    amount: Amount
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class AdminEntryIn(_Strict):
+    type: Literal["grant", "payout", "refund", "adjustment"]
+    amount: StrictInt = Field(description="Tokens; signed for `adjustment`, else > 0.")
+    related_id: Identifier | None = None
+    reason: Reason
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _amount_fits_type(self) -> AdminEntryIn:
+        magnitude = abs(self.amount) if self.type == "adjustment" else self.amount
+        if not AMOUNT_MIN <= magnitude <= AMOUNT_MAX:
+            qualifier = "in absolute value " if self.type == "adjustment" else ""
+            raise ValueError(f"amount must be {qualifier}between {AMOUNT_MIN} and {AMOUNT_MAX} for {self.type}")
+        return self
+
+
+class EntryOut(BaseModel):
+    entry_id: str
+    user_id: str
+    seq: int
+    type: str
+    amount: int
+    balance_after: int
+    counterparty: str
+    related_id: str | None
+    metadata: dict[str, str]
+    created_at: str
+    reverses: str | None
+    reason: str | None = None
+    actor: str | None = None
+    unrecovered: int | None = None
+
+
+class WriteOut(BaseModel):
+    entry: EntryOut
+    balance: int
+
+
+class BalanceOut(BaseModel):
+    user_id: str
+    balance: int
+    version: int
+    updated_at: str | None
+    sufficient: bool | None = None
+    shortfall: int | None = None
+
+
+class HistoryOut(BaseModel):
+    items: list[EntryOut]
+    next_cursor: str | None
+
+
+class PriceOut(BaseModel):
+    amount: int
+    currency: str
+
+
+class PackageOut(BaseModel):
+    package_id: str
+    name: str
+    tokens: int
+    price: PriceOut
+
+
+class PackagesOut(BaseModel):
+    packages: list[PackageOut]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the given error statuses."""
+    return {
+        status: {
+            "description": "Problem details",
+            "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
+        }
+        for status in statuses
+    }
+
+
+def ok_response(status: int, model: type[BaseModel], description: str) -> dict[int | str, dict[str, Any]]:
+    return {status: {"description": description, "content": {"application/json": {"model": model}}}}
+
+
+AdminEntryType = Literal["grant", "payout", "refund", "adjustment"]

@@ -1,0 +1,1 @@
+"""Use cases of the ledger, written against the ports in `ports`."""

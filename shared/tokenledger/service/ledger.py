@@ -1,0 +1,339 @@
+"""The ledger's use cases: read balances and history, and move tokens exactly once.
+
+Every write is one strongly consistent read (skipped when the caller's If-Match version is
+known) and one transaction: account update on version and balance, the entries, and the
+idempotency record. A refused transaction is read reason by reason: an existing idempotency
+record means "already done" (replay), a moved account means "retry with its new state".
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tokenledger.adapters.ids import new_ulid, utc_now_iso
+from tokenledger.domain.errors import (
+    ContentionExhausted,
+    InsufficientBalance,
+    InvariantViolation,
+    NotFound,
+    VersionConflict,
+)
+from tokenledger.domain.model import Account, Entry, EntryDraft, EntryType, apply_drafts
+from tokenledger.service.cursor import decode_cursor, encode_cursor
+from tokenledger.service.idempotency import IDEMPOTENCY_TTL_S, IdempotencyScope
+from tokenledger.service.ports import (
+    AccountWrite,
+    Guard,
+    IdempotencyClaim,
+    LedgerRepository,
+    StoredResponse,
+    TransactionRefused,
+)
+
+WRITE_ATTEMPTS_MAX = 6
+RETRY_DELAY_MS_BASE = 5
+RETRY_DELAY_MS_MAX = 200
+HISTORY_LIMIT_DEFAULT = 20
+HISTORY_LIMIT_MAX = 100
+VERSION_CACHE_ENTRIES_MAX = 10_000
+ADMIN_ENTRY_TYPES = frozenset({EntryType.GRANT, EntryType.PAYOUT, EntryType.REFUND, EntryType.ADJUSTMENT})
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+class VersionCache:
+    """Balance at (user, version), learned from reads and writes in this environment.
+
+    The balance at a given version never changes (entries are immutable), so a hit lets
+    an If-Match write skip its read. The account update still checks version *and* balance,
+    so a wrong entry can only cost a retry, never a wrong write.
+    """
+
+    def __init__(self, entries_max: int = VERSION_CACHE_ENTRIES_MAX) -> None:
+        self._entries: OrderedDict[tuple[str, int], Account] = OrderedDict()
+        self._entries_max = entries_max
+
+    def remember(self, account: Account) -> None:
+        key = (account.user_id, account.version)
+        self._entries[key] = account
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._entries_max:
+            self._entries.popitem(last=False)
+
+    def lookup(self, user_id: str, version: int) -> Account | None:
+        if version == 0:
+            return Account(user_id=user_id)
+        return self._entries.get((user_id, version))
+
+
+DraftPlanner = Callable[[Mapping[str, Account]], Mapping[str, Sequence[EntryDraft]]]
+BodyBuilder = Callable[[list[Entry], dict[str, Account]], dict[str, Any]]
+
+
+class Ledger:
+    def __init__(
+        self,
+        repo: LedgerRepository,
+        *,
+        clock: Callable[[], str] = utc_now_iso,
+        new_id: Callable[[], str] = new_ulid,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        epoch_s: Callable[[], float] = time.time,
+        write_attempts_max: int = WRITE_ATTEMPTS_MAX,
+    ) -> None:
+        self.repo = repo
+        self._clock = clock
+        self._new_id = new_id
+        self._sleep = sleep
+        self._rng = rng
+        self._epoch_s = epoch_s
+        self._write_attempts_max = write_attempts_max
+        self.versions = VersionCache()
+        self.last_write_attempts = 0  # attempts used by the last write (benchmarks read it)
+
+    # ------------------------------------------------------------------ reads
+    def account(self, user_id: str) -> Account:
+        account = self.repo.get_account(user_id) or Account(user_id=user_id)
+        self.versions.remember(account)
+        return account
+
+    def balance(self, user_id: str, *, required: int | None = None) -> dict[str, Any]:
+        account = self.account(user_id)
+        body: dict[str, Any] = {
+            "user_id": user_id,
+            "balance": account.balance,
+            "version": account.version,
+            "updated_at": account.updated_at,
+        }
+        if required is not None:
+            body["sufficient"] = account.balance >= required
+            body["shortfall"] = max(0, required - account.balance)
+        return body
+
+    def history(
+        self,
+        user_id: str,
+        *,
+        limit: int = HISTORY_LIMIT_DEFAULT,
+        cursor: str | None = None,
+        entry_type: str | None = None,
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= HISTORY_LIMIT_MAX:
+            raise InvariantViolation(f"history limit {limit} outside 1..{HISTORY_LIMIT_MAX}")
+        before_seq = decode_cursor(cursor, caller=user_id, entry_type=entry_type) if cursor else None
+        entries, next_seq = self.repo.list_entries(user_id, before_seq=before_seq, limit=limit, entry_type=entry_type)
+        next_cursor = encode_cursor(caller=user_id, seq=next_seq, entry_type=entry_type) if next_seq else None
+        return {"items": [e.to_api() for e in entries], "next_cursor": next_cursor}
+
+    def entry(self, user_id: str, entry_id: str) -> dict[str, Any]:
+        entry = self.repo.find_entry(entry_id)
+        if entry is None or entry.user_id != user_id:
+            raise NotFound(f"no entry {entry_id} on this account")
+        return entry.to_api()
+
+    # ------------------------------------------------------------------ writes
+    def commit(
+        self,
+        *,
+        user_id: str,
+        prediction_id: str,
+        amount: int,
+        metadata: dict[str, str],
+        scope: IdempotencyScope,
+        if_match: int | None = None,
+    ) -> WriteResult:
+        """Debit `amount` from the user toward a prediction."""
+        draft = EntryDraft(
+            type=EntryType.COMMITMENT,
+            amount=-amount,
+            counterparty=f"prediction:{prediction_id}",
+            related_id=prediction_id,
+            metadata=metadata,
+        )
+        return self.write_single(user_id, draft, scope=scope, if_match=if_match)
+
+    def admin_entry(
+        self,
+        *,
+        actor: str,
+        user_id: str,
+        entry_type: str,
+        amount: int,
+        reason: str,
+        related_id: str | None,
+        metadata: dict[str, str],
+        scope: IdempotencyScope,
+    ) -> WriteResult:
+        """An admin grant, payout, refund or adjustment, recording who did it and why."""
+        kind = EntryType(entry_type)
+        if kind not in ADMIN_ENTRY_TYPES:
+            raise InvariantViolation(f"{kind} is not an admin entry type")
+        prediction_side = kind in (EntryType.PAYOUT, EntryType.REFUND) and related_id is not None
+        draft = EntryDraft(
+            type=kind,
+            amount=amount,
+            counterparty=f"prediction:{related_id}" if prediction_side else "admin",
+            related_id=related_id,
+            metadata=metadata,
+            reason=reason,
+            actor=actor,
+        )
+        return self.write_single(user_id, draft, scope=scope)
+
+    def write_single(
+        self,
+        user_id: str,
+        draft: EntryDraft,
+        *,
+        scope: IdempotencyScope,
+        if_match: int | None = None,
+        guards: Sequence[Guard] = (),
+    ) -> WriteResult:
+        """One entry on one account, answered as `{entry, balance}`."""
+
+        def body(entries: list[Entry], after: dict[str, Account]) -> dict[str, Any]:
+            return {"entry": entries[0].to_api(), "balance": after[user_id].balance}
+
+        return self.write(
+            lambda _accounts: {user_id: [draft]},
+            users=[user_id],
+            scope=scope,
+            body=body,
+            expected_versions={user_id: if_match} if if_match is not None else None,
+            guards=guards,
+        )
+
+    def write(
+        self,
+        plan: DraftPlanner,
+        *,
+        users: Sequence[str],
+        scope: IdempotencyScope | None,
+        body: BodyBuilder,
+        expected_versions: Mapping[str, int] | None = None,
+        guards: Sequence[Guard] = (),
+        idempotency_ttl_s: int | None = IDEMPOTENCY_TTL_S,
+        status: int = 201,
+    ) -> WriteResult:
+        """The one write path: plan entries from fresh account states, commit them atomically.
+
+        `plan` maps the current accounts to the drafts per user (called again on each retry).
+        Refusals are told apart: replay (idempotency record exists), moved account (retry,
+        or 412 with If-Match), failed guard (raised as `GuardFailed` for the caller to map).
+        """
+        accounts = self._initial_accounts(users, expected_versions)
+        for attempt in range(1, self._write_attempts_max + 1):
+            self.last_write_attempts = attempt
+            if expected_versions is not None:
+                moved = [u for u, v in expected_versions.items() if accounts[u].version != v]
+                if moved:
+                    return self._replay_or_raise(
+                        scope,
+                        VersionConflict(
+                            f"account {moved[0]} is at version {accounts[moved[0]].version}, "
+                            f"not {expected_versions[moved[0]]}",
+                            current_version=accounts[moved[0]].version,
+                        ),
+                    )
+            try:
+                drafts = plan(accounts)
+                writes, entries = self._plan_writes(accounts, drafts)
+            except InsufficientBalance as refused:
+                return self._replay_or_raise(scope, refused)
+            afters = {w.after.user_id: w.after for w in writes}
+            response = StoredResponse(
+                request_hash=scope.request_hash if scope else "", status=status, body=body(entries, afters)
+            )
+            claim = None
+            if scope is not None:
+                expires_at = None if idempotency_ttl_s is None else int(self._epoch_s()) + idempotency_ttl_s
+                claim = IdempotencyClaim(pk=scope.pk, response=response, expires_at=expires_at)
+            try:
+                self.repo.commit(writes, idempotency=claim, guards=guards)
+            except TransactionRefused as refused:
+                if refused.replay is not None and scope is not None:
+                    return self._replay(scope, refused.replay)
+                if refused.guards_failed:
+                    raise GuardFailed(refused.guards_failed) from None
+                if not refused.stale:
+                    raise InvariantViolation("transaction refused without a reason") from None
+                accounts = {**accounts, **refused.stale}
+                for account in refused.stale.values():
+                    self.versions.remember(account)
+                if attempt < self._write_attempts_max:
+                    self._backoff(attempt)
+                continue
+            for after in afters.values():
+                self.versions.remember(after)
+            return WriteResult(status=status, body=response.body)
+        raise ContentionExhausted(
+            f"the account changed during each of {self._write_attempts_max} attempts; "
+            "retry with the same Idempotency-Key"
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def _initial_accounts(self, users: Sequence[str], expected: Mapping[str, int] | None) -> dict[str, Account]:
+        if expected is not None:
+            cached = {u: self.versions.lookup(u, v) for u, v in expected.items()}
+            if all(a is not None for a in cached.values()) and set(cached) == set(users):
+                return {u: a for u, a in cached.items() if a is not None}
+        if len(users) == 1:
+            return {users[0]: self.account(users[0])}
+        found = self.repo.get_accounts(users)
+        accounts = {u: found.get(u) or Account(user_id=u) for u in users}
+        for account in accounts.values():
+            self.versions.remember(account)
+        return accounts
+
+    def _plan_writes(
+        self, accounts: Mapping[str, Account], drafts: Mapping[str, Sequence[EntryDraft]]
+    ) -> tuple[list[AccountWrite], list[Entry]]:
+        now = self._clock()
+        writes: list[AccountWrite] = []
+        entries: list[Entry] = []
+        for user_id, user_drafts in drafts.items():
+            if not user_drafts:
+                continue
+            before = accounts[user_id]
+            after, new_entries = apply_drafts(
+                before, list(user_drafts), entry_ids=[self._new_id() for _ in user_drafts], now=now
+            )
+            writes.append(AccountWrite(before=before, after=after, entries=new_entries))
+            entries.extend(new_entries)
+        return writes, entries
+
+    def _replay_or_raise(self, scope: IdempotencyScope | None, error: Exception) -> WriteResult:
+        """Before refusing, check whether this exact request already succeeded."""
+        if scope is not None:
+            stored = self.repo.get_idempotency(scope.pk)
+            if stored is not None:
+                return self._replay(scope, stored)
+        raise error
+
+    def _replay(self, scope: IdempotencyScope, stored: StoredResponse) -> WriteResult:
+        stored = scope.check_replay(stored)
+        return WriteResult(status=stored.status, body=stored.body, replayed=True)
+
+    def _backoff(self, attempt: int) -> None:
+        """Full jitter: uniform in [0, min(max, base * 2**attempt)] milliseconds."""
+        ceiling_ms = min(RETRY_DELAY_MS_MAX, RETRY_DELAY_MS_BASE * 2**attempt)
+        self._sleep(self._rng() * ceiling_ms / 1000)
+
+
+class GuardFailed(Exception):
+    """A guard item already existed; `names` says which. Callers map it to their own error."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = list(names)

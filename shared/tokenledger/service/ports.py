@@ -1,0 +1,90 @@
+"""The ports the service talks to. Adapters (DynamoDB) and fakes (tests) implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tokenledger.domain.model import Account, Entry
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """What an idempotency record remembers: the request's hash and the answer given."""
+
+    request_hash: str
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """An idempotency record to put, if absent, in the same transaction as the entries."""
+
+    pk: str
+    response: StoredResponse
+    expires_at: int | None  # epoch seconds for the TTL; None keeps it forever
+
+
+@dataclass(frozen=True, slots=True)
+class AccountWrite:
+    """Move one account from `before` (matched on version and balance) to `after`, writing `entries`."""
+
+    before: Account
+    after: Account
+    entries: Sequence[Entry]
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """An item that must not exist yet, put in the same transaction (e.g. "entry X reversed").
+
+    `name` identifies it in a refusal. It lives in the idempotency table under `pk` and never expires.
+    """
+
+    name: str
+    pk: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class TransactionRefused(Exception):
+    """DynamoDB cancelled the transaction; the reasons, item by item, already decoded."""
+
+    def __init__(
+        self,
+        *,
+        replay: StoredResponse | None = None,
+        stale: dict[str, Account] | None = None,
+        guards_failed: Sequence[str] = (),
+    ) -> None:
+        super().__init__("transaction refused")
+        self.replay = replay
+        self.stale = stale or {}  # user_id -> the account as it is now
+        self.guards_failed = list(guards_failed)
+
+
+class LedgerRepository(Protocol):
+    def get_account(self, user_id: str) -> Account | None: ...
+
+    def get_accounts(self, user_ids: Sequence[str]) -> dict[str, Account]: ...
+
+    def commit(
+        self,
+        writes: Sequence[AccountWrite],
+        *,
+        idempotency: IdempotencyClaim | None,
+        guards: Sequence[Guard] = (),
+    ) -> None:
+        """Apply all writes atomically or raise `TransactionRefused`."""
+        ...
+
+    def get_idempotency(self, pk: str) -> StoredResponse | None: ...
+
+    def list_entries(
+        self, user_id: str, *, before_seq: int | None, limit: int, entry_type: str | None
+    ) -> tuple[list[Entry], int | None]:
+        """Newest first, seq < before_seq; returns (entries, seq to continue below or None at the end)."""
+        ...
+
+    def find_entry(self, entry_id: str) -> Entry | None: ...
