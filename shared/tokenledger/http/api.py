@@ -16,13 +16,17 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 
 from tokenledger.domain.errors import (
     Forbidden,
     LedgerError,
     NotFound,
     Unauthorized,
+    UnsupportedMediaType,
     ValidationFailed,
 )
 from tokenledger.service.idempotency import IdempotencyScope, check_idempotency_key, request_hash
@@ -106,6 +110,17 @@ def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) 
     return next_middleware(app)
 
 
+def _identity_problem(app: APIGatewayHttpResolver) -> Response | None:
+    """401/403 take precedence over anything wrong with the request itself."""
+    if app.current_event.path.startswith(PUBLIC_PATH_PREFIXES):
+        return None
+    try:
+        caller(app)
+    except LedgerError as refused:
+        return problem(refused)
+    return None
+
+
 def make_resolver() -> APIGatewayHttpResolver:
     """The resolver every HTTP function uses, with identity and error mapping installed."""
     app = APIGatewayHttpResolver(enable_validation=True)
@@ -117,16 +132,18 @@ def make_resolver() -> APIGatewayHttpResolver:
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response:
-        path = app.current_event.path
-        if not path.startswith(PUBLIC_PATH_PREFIXES):
-            try:
-                caller(app)
-            except LedgerError as refused:
-                return problem(refused)
+        refused = _identity_problem(app)
+        if refused is not None:
+            return refused
         errors = [{"loc": list(e.get("loc", ())), "type": e.get("type"), "msg": e.get("msg")} for e in error.errors()]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
         return problem(ValidationFailed(f"{where}: {first['msg']}" if where else str(first["msg"]), errors=errors))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_media(_: RequestUnsupportedContentType) -> Response:
+        refused = _identity_problem(app)
+        return refused or problem(UnsupportedMediaType("send the body as application/json"))
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response:
