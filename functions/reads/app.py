@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from tokenledger.config import build_ledger_from_env
 from tokenledger.domain.catalog import load_catalog
 from tokenledger.domain.model import AMOUNT_MAX, EntryType

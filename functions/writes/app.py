@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from tokenledger.config import build_ledger_from_env
 from tokenledger.http.api import caller, idempotency_scope, if_match_version, make_resolver, write_response
 from tokenledger.http.schemas import CommitmentIn, WriteOut, ok_response, problem_responses
