@@ -144,7 +144,10 @@ def apply_drafts(
     entries: list[Entry] = []
     for draft, entry_id in zip(drafts, entry_ids, strict=True):
         sign = ENTRY_SIGN[draft.type]
-        if draft.amount == 0 or (sign == 1 and draft.amount < 0) or (sign == -1 and draft.amount > 0):
+        # A chargeback that finds nothing to take back still leaves its line: amount 0, all unrecovered.
+        nothing_recovered = draft.type is EntryType.CHARGEBACK and (draft.unrecovered or 0) > 0
+        zero_refused = draft.amount == 0 and not nothing_recovered
+        if zero_refused or (sign == 1 and draft.amount < 0) or (sign == -1 and draft.amount > 0):
             raise InvariantViolation(f"{draft.type} entry with amount {draft.amount}")
         if balance + draft.amount < 0:
             shortfall = -(balance + draft.amount)

@@ -1,0 +1,64 @@
+"""Stripe webhooks: credit purchases exactly once, claw back refunds and disputes.
+
+No JWT here: Stripe authenticates with `Stripe-Signature`, verified before anything else.
+The whole event is never logged (it carries customer data); only ids, type and outcome.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tokenledger.adapters.stripe_store import build_stripe_webhook_from_env
+from tokenledger.domain.errors import InvalidSignature
+from tokenledger.http.api import header, json_response, make_resolver
+from tokenledger.http.schemas import problem_responses
+from tokenledger.service.stripe_credits import PurchaseNotRecorded, outcome_metrics
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = make_resolver()
+webhook = build_stripe_webhook_from_env()
+
+
+@app.post(
+    "/v1/webhooks/stripe",
+    responses={
+        200: {"description": "The event was processed (or deliberately ignored)"},
+        **problem_responses(400, 409),
+    },
+)
+def receive_stripe_event() -> Response[dict]:
+    metrics.add_metric(name="StripeDeliveries", unit=MetricUnit.Count, value=1)
+    try:
+        event = webhook.verifier.verify(app.current_event.decoded_body or "", header(app, "Stripe-Signature"))
+    except InvalidSignature:
+        metrics.add_metric(name="StripeInvalidSignatures", unit=MetricUnit.Count, value=1)
+        raise
+    record = webhook.credits.handle(event)
+    for name, value in outcome_metrics(record):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    logger.info(
+        "stripe event processed",
+        extra={
+            "stripe_event_id": record.event_id,
+            "stripe_event_type": record.type,
+            "outcome": str(record.outcome),
+            "payment_id": record.payment_id,
+            "entry_id": record.entry_id,
+        },
+    )
+    if record.retry_later:
+        raise PurchaseNotRecorded(f"no purchase is recorded for payment {record.payment_id} yet; retry later")
+    return json_response(200, {"received": True})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)
