@@ -1,10 +1,23 @@
-"""Shared fixtures: a moto world built from template.yaml and the real handlers behind it."""
+"""Shared fixtures: the template's world on one of two engines, and the real handlers behind it.
+
+Engines (`--engine` or env `TOKENLEDGER_ENGINE`; the option wins, moto is the default):
+
+- `moto`: everything in moto's in-process `mock_aws`, a fresh account per test.
+- `dynamodb-local`: DynamoDB calls go to AWS's DynamoDB Local (one server per pytest worker,
+  started on first use), through the standard `AWS_ENDPOINT_URL_DYNAMODB`; S3 and Secrets
+  Manager stay on moto. Each test gets freshly created tables, as on moto.
+
+Tests marked `moto_only(reason=...)` are skipped on DynamoDB Local. See docs/engines.md.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import itertools
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,9 +27,19 @@ import pytest
 
 from infra.api import ApiResponse, LocalApi
 from infra.template import LOCAL_REGION, Stack
-from infra.world import create_buckets, create_secrets, create_tables, make_moto_atomic
+from infra.world import create_buckets, create_secrets, create_tables, drop_tables, make_moto_atomic
 
 STACK = Stack()
+
+ENGINE_MOTO = "moto"
+ENGINE_DYNAMODB_LOCAL = "dynamodb-local"
+ENGINES = (ENGINE_MOTO, ENGINE_DYNAMODB_LOCAL)
+ENGINE_ENV_VAR = "TOKENLEDGER_ENGINE"
+DYNAMODB_ENDPOINT_ENV_VAR = "AWS_ENDPOINT_URL_DYNAMODB"
+
+# Tests never reach a real endpoint by accident: only the engine fixture sets one.
+for _name in ("AWS_ENDPOINT_URL", DYNAMODB_ENDPOINT_ENV_VAR):
+    os.environ.pop(_name, None)
 
 os.environ.update(
     {
@@ -33,20 +56,132 @@ os.environ.update(
 os.environ.update(STACK.environment())
 
 
-@pytest.fixture
-def aws() -> Iterator[dict[str, Any]]:
-    """A fresh moto account with every table, bucket and secret of the template."""
+# ---------------------------------------------------------------- engine switch
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help=f"DynamoDB engine for the integration tests (default: ${ENGINE_ENV_VAR} or {ENGINE_MOTO})",
+    )
+
+
+def selected_engine(config: pytest.Config) -> str:
+    engine = config.getoption("--engine") or os.environ.get(ENGINE_ENV_VAR) or ENGINE_MOTO
+    if engine not in ENGINES:
+        raise pytest.UsageError(f"{ENGINE_ENV_VAR}={engine!r}: choose one of {', '.join(ENGINES)}")
+    return str(engine)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    selected_engine(config)  # a typo in the variable fails at once, not as skipped tests
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"tokenledger engine: {selected_engine(config)}"
+
+
+def moto_only_reason(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("moto_only")
+    if marker is None:
+        return None
+    reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+    if not reason:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.moto_only needs reason='why only moto can run it'")
+    return str(reason)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    engine = selected_engine(config)
+    for item in items:
+        reason = moto_only_reason(item)
+        if reason is not None and engine != ENGINE_MOTO:
+            item.add_marker(pytest.mark.skip(reason=f"moto only: {reason}"))
+
+
+@pytest.fixture(scope="session")
+def engine(pytestconfig: pytest.Config) -> str:
+    """`moto` or `dynamodb-local`: the engine DynamoDB calls go to in this run."""
+    return selected_engine(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint(engine: str) -> Iterator[str | None]:
+    """DynamoDB Local's URL, one server per worker process (None on moto)."""
+    if engine == ENGINE_MOTO:
+        yield None
+        return
+    from infra.dynamodb_local import DynamoDBLocal, DynamoDBLocalUnavailable
+
+    try:
+        server = DynamoDBLocal().start()
+    except DynamoDBLocalUnavailable as exc:
+        pytest.fail(f"{ENGINE_ENV_VAR}={engine} but DynamoDB Local cannot start: {exc}", pytrace=False)
+    try:
+        yield server.endpoint_url
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def _environment_variable(name: str, value: str) -> Iterator[None]:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+def _mock_aws_passing_through(endpoint_url: str) -> Any:
+    """moto for S3 and Secrets Manager, letting every request to `endpoint_url` through untouched."""
+    from moto import mock_aws
+    from moto.core.config import default_user_config
+
+    core = copy.deepcopy(default_user_config["core"])
+    core["passthrough"] = {"urls": [re.escape(endpoint_url) + r"(/.*)?$"], "services": []}
+    return mock_aws(config={"core": core})
+
+
+@contextlib.contextmanager
+def _world(dynamodb_endpoint: str | None) -> Iterator[Any]:
+    """Inside moto's mock, with DynamoDB pointed at the engine; yields a DynamoDB client."""
     from moto import mock_aws
 
-    make_moto_atomic()
-    with mock_aws():
+    if dynamodb_endpoint is None:
+        with mock_aws():
+            yield boto3.client("dynamodb", region_name=LOCAL_REGION)
+        return
+    with (
+        _environment_variable(DYNAMODB_ENDPOINT_ENV_VAR, dynamodb_endpoint),
+        _mock_aws_passing_through(dynamodb_endpoint),
+    ):
         dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
+        if dynamodb.meta.endpoint_url != dynamodb_endpoint:
+            raise RuntimeError(f"boto3 ignored {DYNAMODB_ENDPOINT_ENV_VAR}: {dynamodb.meta.endpoint_url}")
+        drop_tables(STACK, dynamodb)  # fresh tables per test, whatever the previous test left
+        yield dynamodb
+
+
+@pytest.fixture
+def aws(engine: str, dynamodb_endpoint: str | None) -> Iterator[dict[str, Any]]:
+    """A fresh world with every table, bucket and secret of the template.
+
+    On moto a new moto account; on DynamoDB Local newly created tables there, and moto for
+    the rest. Keys: `dynamodb` (a client on the engine), `engine`.
+    """
+    make_moto_atomic()
+    with _world(dynamodb_endpoint) as dynamodb:
         create_tables(STACK, dynamodb)
         create_buckets(STACK, boto3.client("s3", region_name=LOCAL_REGION))
         create_secrets(STACK, boto3.client("secretsmanager", region_name=LOCAL_REGION), {})
-        yield {"dynamodb": dynamodb}
+        yield {"dynamodb": dynamodb, "engine": engine}
 
 
+# ---------------------------------------------------------------- callers
 class Client:
     """Calls the API as one user, the way the web app would."""
 
