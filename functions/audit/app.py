@@ -1,0 +1,74 @@
+"""Admin audit: one account's audit and repair, and the latest reconciliation report."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict
+
+from tokenledger.adapters.dynamodb import DynamoLedgerRepository
+from tokenledger.adapters.ids import new_ulid, utc_now_iso
+from tokenledger.adapters.reports import build_audit_from_env
+from tokenledger.domain.errors import NotFound
+from tokenledger.http.api import caller, json_response, make_resolver
+from tokenledger.http.schemas import ID_PATTERN, Reason, problem_responses
+from tokenledger.service.reconcile import audit_account, repair_account
+
+logger = Logger()
+tracer = Tracer()
+app = make_resolver()
+wiring = build_audit_from_env()
+writer = DynamoLedgerRepository(
+    wiring.dynamodb,
+    accounts_table=wiring.settings.accounts_table,
+    entries_table=wiring.settings.entries_table,
+    idempotency_table=wiring.settings.idempotency_table,
+)
+
+UserId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+class RepairIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Reason | None = None
+
+
+@app.get("/v1/admin/accounts/<user_id>/audit", responses=problem_responses(401, 403, 422))
+def get_account_audit(user_id: UserId) -> Response[dict]:
+    return json_response(200, audit_account(wiring.probe, user_id, wiring.payments))
+
+
+@app.post("/v1/admin/accounts/<user_id>/repair", responses=problem_responses(401, 403, 409, 422))
+def post_account_repair(user_id: UserId, body: Annotated[RepairIn, Body()]) -> Response[dict]:
+    admin = caller(app)
+    result = repair_account(
+        wiring.probe,
+        writer,
+        user_id,
+        actor=admin.sub,
+        reason=body.reason,
+        now=utc_now_iso(),
+        record_id=new_ulid(),
+    )
+    if result["repaired"]:
+        logger.info("account repaired", extra={"user_id": user_id, "actor": admin.sub, **result})
+    return json_response(200, result)
+
+
+@app.get("/v1/admin/reports/latest", responses=problem_responses(401, 403, 404))
+def get_latest_report() -> Response[dict]:
+    report = wiring.store.latest()
+    if report is None:
+        raise NotFound("no reconciliation has run yet")
+    return json_response(200, report)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,226 @@
+"""Reconciliation reports and balance snapshots in the reports bucket (S3).
+
+Layout, all under `reports/` (the only prefix the functions may touch):
+
+    reports/latest.json                               the latest report (written last)
+    reports/<YYYY>/<MM>/<DD>/<run_id>.json            every report, kept (lifecycle: colder storage)
+    reports/<YYYY>/<MM>/<DD>/<run_id>.snapshot.jsonl  every account's balance and version at the cut
+    reports/runs/<run_id>/part-<start>-<end>.json     partial reports of a fanned-out run (expire)
+    reports/runs/<run_id>/part-<start>-<end>.snapshot.jsonl
+
+A snapshot is written line by line to a temporary file and uploaded from there, so it
+never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+from botocore.exceptions import ClientError
+
+from tokenledger.domain.model import Account
+from tokenledger.service.reconcile import Progress, ReconcileRun, ReportKeys, snapshot_line
+
+REPORTS_PREFIX = "reports/"
+LATEST_KEY = "reports/latest.json"
+RUNS_PREFIX = "reports/runs/"
+SNAPSHOT_SUFFIX = ".snapshot.jsonl"
+REPORT_BYTES_MAX = 64 * 1024 * 1024  # a report is read whole: refuse anything absurd
+SPOOL_BYTES_MAX = 8 * 1024 * 1024  # snapshot bytes kept in memory before spilling to /tmp
+
+
+def dated_prefix(started_at: str) -> str:
+    """`reports/YYYY/MM/DD/` from an ISO 8601 timestamp such as 2026-11-25T03:00:00.000Z."""
+    year, month, day = started_at[:10].split("-")
+    return f"{REPORTS_PREFIX}{year}/{month}/{day}/"
+
+
+def report_key(run_id: str, started_at: str) -> str:
+    return f"{dated_prefix(started_at)}{run_id}.json"
+
+
+def snapshot_key(run_id: str, started_at: str) -> str:
+    return f"{dated_prefix(started_at)}{run_id}{SNAPSHOT_SUFFIX}"
+
+
+def part_key(run_id: str, start: int, end: int) -> str:
+    return f"{RUNS_PREFIX}{run_id}/part-{start}-{end}.json"
+
+
+def part_snapshot_key(run_id: str, start: int, end: int) -> str:
+    return f"{RUNS_PREFIX}{run_id}/part-{start}-{end}{SNAPSHOT_SUFFIX}"
+
+
+class SnapshotWriter:
+    """Collects snapshot lines in a spooled temporary file."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.lines = 0
+
+    def __call__(self, account: Account) -> None:
+        self._handle.write(snapshot_line(account).encode() + b"\n")
+        self.lines += 1
+
+
+class ReportStore:
+    def __init__(self, s3: Any, *, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    # ------------------------------------------------------------ JSON objects
+    def put_json(self, key: str, body: dict[str, Any]) -> None:
+        self._check_key(key)
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=json.dumps(body, separators=(",", ":"), sort_keys=True).encode(),
+            ContentType="application/json",
+        )
+
+    def get_json(self, key: str) -> dict[str, Any] | None:
+        self._check_key(key)
+        try:
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        if int(response.get("ContentLength", 0)) > REPORT_BYTES_MAX:
+            raise RuntimeError(f"{key} is larger than {REPORT_BYTES_MAX} bytes")
+        loaded: dict[str, Any] = json.loads(response["Body"].read())
+        return loaded
+
+    def publish(self, report: dict[str, Any]) -> str:
+        """The dated copy first, then `latest.json`: latest never names a report that is not there."""
+        key = report_key(report["run_id"], report["started_at"])
+        self.put_json(key, report)
+        self.put_json(LATEST_KEY, report)
+        return key
+
+    def latest(self) -> dict[str, Any] | None:
+        return self.get_json(LATEST_KEY)
+
+    # ------------------------------------------------------------ snapshots
+    @contextmanager
+    def snapshot(self, key: str) -> Iterator[SnapshotWriter]:
+        """A writer of snapshot lines, uploaded to `key` when the block ends without error."""
+        self._check_key(key)
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES_MAX) as handle:
+            writer = SnapshotWriter(handle)
+            yield writer
+            handle.seek(0)
+            self.s3.upload_fileobj(handle, self.bucket, key, ExtraArgs={"ContentType": "application/x-ndjson"})
+
+    def concatenate(self, keys: Sequence[str], into: str) -> None:
+        """Stream several snapshot parts into one object (through a spooled temporary file)."""
+        self._check_key(into)
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES_MAX) as handle:
+            for key in keys:
+                self._check_key(key)
+                body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+                shutil.copyfileobj(body, handle)
+            handle.seek(0)
+            self.s3.upload_fileobj(handle, self.bucket, into, ExtraArgs={"ContentType": "application/x-ndjson"})
+
+    @staticmethod
+    def _check_key(key: str) -> None:
+        if not key.startswith(REPORTS_PREFIX) or ".." in key:
+            raise ValueError(f"report keys live under {REPORTS_PREFIX}")
+
+
+# ---------------------------------------------------------------------- wiring (read once, at cold start)
+RECONCILE_SEGMENTS_DEFAULT = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSettings:
+    accounts_table: str
+    entries_table: str
+    idempotency_table: str
+    reports_bucket: str
+    stripe_events_table: str | None
+    segments: int
+    scan_page_items: int
+    scan_threads: int
+
+    @classmethod
+    def from_env(cls) -> ReconcileSettings:
+        from tokenledger.adapters.scan import SCAN_PAGE_ITEMS_MAX, SCAN_THREADS_MAX
+
+        return cls(
+            accounts_table=os.environ["ACCOUNTS_TABLE"],
+            entries_table=os.environ["ENTRIES_TABLE"],
+            idempotency_table=os.environ["IDEMPOTENCY_TABLE"],
+            reports_bucket=os.environ["REPORTS_BUCKET"],
+            stripe_events_table=os.environ.get("STRIPE_EVENTS_TABLE") or None,
+            segments=int(os.environ.get("RECONCILE_SEGMENTS", RECONCILE_SEGMENTS_DEFAULT)),
+            scan_page_items=int(os.environ.get("RECONCILE_SCAN_PAGE_ITEMS", SCAN_PAGE_ITEMS_MAX)),
+            scan_threads=int(os.environ.get("RECONCILE_SCAN_THREADS", SCAN_THREADS_MAX)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditWiring:
+    """What the reconcile and audit functions are built from (one per execution environment)."""
+
+    settings: ReconcileSettings
+    dynamodb: Any
+    probe: Any  # DynamoAuditReads
+    payments: Any  # StripePayments | None
+    store: ReportStore
+
+    def reconcile_run(self, *, progress: Progress | None = None) -> ReconcileRun:
+        from tokenledger.adapters.ids import new_ulid, utc_now_iso
+        from tokenledger.adapters.scan import DynamoLedgerPages
+
+        pages = DynamoLedgerPages(
+            self.dynamodb,
+            accounts_table=self.settings.accounts_table,
+            entries_table=self.settings.entries_table,
+            idempotency_table=self.settings.idempotency_table,
+            stripe_events_table=self.settings.stripe_events_table if self.payments is not None else None,
+            page_items_max=self.settings.scan_page_items,
+            threads_max=self.settings.scan_threads,
+        )
+        return ReconcileRun(
+            pages=pages,
+            probe=self.probe,
+            entry_index=self.probe,
+            payments=self.payments,
+            sink=self.store,
+            keys=ReportKeys(snapshot=snapshot_key, part=part_key, part_snapshot=part_snapshot_key),
+            clock=utc_now_iso,
+            new_id=new_ulid,
+            **({"progress": progress} if progress is not None else {}),
+        )
+
+
+def build_audit_from_env() -> AuditWiring:
+    """Clients and adapters from the template's environment; the Stripe check only if its table exists."""
+    import boto3
+
+    from tokenledger.adapters.dynamodb import CLIENT_CONFIG, make_client
+    from tokenledger.adapters.scan import DynamoAuditReads, StripePayments, table_exists
+
+    settings = ReconcileSettings.from_env()
+    dynamodb = make_client()
+    payments = None
+    if settings.stripe_events_table and table_exists(dynamodb, settings.stripe_events_table):
+        payments = StripePayments(
+            dynamodb, events_table=settings.stripe_events_table, entries_table=settings.entries_table
+        )
+    return AuditWiring(
+        settings=settings,
+        dynamodb=dynamodb,
+        probe=DynamoAuditReads(dynamodb, accounts_table=settings.accounts_table, entries_table=settings.entries_table),
+        payments=payments,
+        store=ReportStore(boto3.client("s3", config=CLIENT_CONFIG), bucket=settings.reports_bucket),
+    )
