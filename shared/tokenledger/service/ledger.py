@@ -76,6 +76,28 @@ class VersionCache:
         return self._entries.get((user_id, version))
 
 
+def admin_draft(
+    *, actor: str, entry_type: str, amount: int, reason: str, related_id: str | None, metadata: dict[str, str]
+) -> EntryDraft:
+    """An admin grant, payout, refund or adjustment, naming who did it and why.
+
+    A payout or refund tied to a prediction names the prediction as its counterparty.
+    """
+    kind = EntryType(entry_type)
+    if kind not in ADMIN_ENTRY_TYPES:
+        raise InvariantViolation(f"{kind} is not an admin entry type")
+    prediction_side = kind in (EntryType.PAYOUT, EntryType.REFUND) and related_id is not None
+    return EntryDraft(
+        type=kind,
+        amount=amount,
+        counterparty=f"prediction:{related_id}" if prediction_side else "admin",
+        related_id=related_id,
+        metadata=metadata,
+        reason=reason,
+        actor=actor,
+    )
+
+
 DraftPlanner = Callable[[Mapping[str, Account]], Mapping[str, Sequence[EntryDraft]]]
 BodyBuilder = Callable[[list[Entry], dict[str, Account]], dict[str, Any]]
 
@@ -176,18 +198,8 @@ class Ledger:
         scope: IdempotencyScope,
     ) -> WriteResult:
         """An admin grant, payout, refund or adjustment, recording who did it and why."""
-        kind = EntryType(entry_type)
-        if kind not in ADMIN_ENTRY_TYPES:
-            raise InvariantViolation(f"{kind} is not an admin entry type")
-        prediction_side = kind in (EntryType.PAYOUT, EntryType.REFUND) and related_id is not None
-        draft = EntryDraft(
-            type=kind,
-            amount=amount,
-            counterparty=f"prediction:{related_id}" if prediction_side else "admin",
-            related_id=related_id,
-            metadata=metadata,
-            reason=reason,
-            actor=actor,
+        draft = admin_draft(
+            actor=actor, entry_type=entry_type, amount=amount, reason=reason, related_id=related_id, metadata=metadata
         )
         return self.write_single(user_id, draft, scope=scope)
 

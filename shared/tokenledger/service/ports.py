@@ -81,6 +81,10 @@ class LedgerRepository(Protocol):
 
     def get_idempotency(self, pk: str) -> StoredResponse | None: ...
 
+    def get_guard(self, pk: str) -> dict[str, Any] | None:
+        """The guard item under `pk` (strongly consistent), or None if it was never put."""
+        ...
+
     def list_entries(
         self, user_id: str, *, before_seq: int | None, limit: int, entry_type: str | None
     ) -> tuple[list[Entry], int | None]:
