@@ -2,23 +2,114 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
 from tokenledger.config import build_ledger_from_env
-from tokenledger.http.api import caller, idempotency_scope, make_resolver, write_response
-from tokenledger.http.schemas import ID_PATTERN, AdminEntryIn, WriteOut, ok_response, problem_responses
+from tokenledger.domain.errors import BatchTooLarge, LedgerError, ValidationFailed
+from tokenledger.domain.model import ID_CHARS_MAX, EntryType, check_amount
+from tokenledger.http.api import caller, idempotency_scope, json_response, make_resolver, problem, write_response
+from tokenledger.http.schemas import (
+    ID_PATTERN,
+    AdminEntryIn,
+    AdminEntryType,
+    EntryOut,
+    Identifier,
+    Metadata,
+    Reason,
+    WriteOut,
+    ok_response,
+    problem_responses,
+)
+from tokenledger.service.admin import BALANCES_USERS_MAX, BATCH_OPERATIONS_MAX, AdminOperations, BatchOperation
 
 logger = Logger()
 tracer = Tracer()
 app = make_resolver()
 ledger = build_ledger_from_env()
+admin_ops = AdminOperations(ledger)
 
 UserId = Annotated[str, Path(pattern=ID_PATTERN)]
+EntryId = Annotated[str, Path(max_length=64)]
+# Room for BALANCES_USERS_MAX ids and their commas; a longer list is refused either way.
+USER_IDS_CHARS_MAX = (ID_CHARS_MAX + 1) * BALANCES_USERS_MAX
+
+
+class BatchOperationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Identifier
+    type: AdminEntryType
+    amount: StrictInt = Field(description="Tokens; signed for `adjustment`, else > 0.")
+    related_id: Identifier | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _amount_fits_type(self) -> BatchOperationIn:
+        try:
+            check_amount(self.amount, signed=self.type == "adjustment")
+        except ValidationFailed as refused:
+            raise ValueError(refused.detail) from None
+        return self
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    operations: list[BatchOperationIn] = Field(
+        min_length=1, description=f"At most {BATCH_OPERATIONS_MAX} operations (422 `batch_too_large` above)."
+    )
+    reason: Reason
+
+    @field_validator("operations", mode="before")
+    @classmethod
+    def _not_too_many(cls, value: Any) -> Any:
+        # Counted before the operations are validated one by one: an oversized batch is refused cheaply.
+        if isinstance(value, list) and len(value) > BATCH_OPERATIONS_MAX:
+            raise BatchTooLarge(
+                f"a batch holds at most {BATCH_OPERATIONS_MAX} operations, this one {len(value)}",
+                operations_max=BATCH_OPERATIONS_MAX,
+            )
+        return value
+
+
+class ReversalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason
+
+
+class BatchOut(BaseModel):
+    entries: list[EntryOut]
+    balances: dict[str, int]
+
+
+class BalanceRowOut(BaseModel):
+    user_id: str
+    balance: int
+    version: int
+
+
+class BalancesOut(BaseModel):
+    balances: list[BalanceRowOut]
+    total: int
+
+
+@app.exception_handler(BatchTooLarge)
+def _batch_too_large(error: BatchTooLarge) -> Response:
+    # Raised while the body is parsed, which runs before the identity check: 401/403 still come first.
+    try:
+        caller(app)
+    except LedgerError as refused:
+        return problem(refused)
+    return problem(error)
 
 
 @app.post(
@@ -47,6 +138,68 @@ def create_admin_entry(user_id: UserId, body: Annotated[AdminEntryIn, Body()]) -
         scope=scope,
     )
     return write_response(result)
+
+
+@app.post(
+    "/v1/admin/batches",
+    responses={
+        **ok_response(201, BatchOut, "Every entry, in operation order, and each user's new balance"),
+        **problem_responses(401, 403, 409, 422),
+    },
+)
+def create_batch(body: Annotated[BatchIn, Body()]) -> Response[dict]:
+    admin = caller(app)
+    scope = idempotency_scope(app, route="POST /v1/admin/batches", caller_id=admin.sub, payload=body.model_dump())
+    operations = [
+        BatchOperation(
+            user_id=op.user_id,
+            type=EntryType(op.type),
+            amount=op.amount,
+            related_id=op.related_id,
+            metadata=op.metadata,
+        )
+        for op in body.operations
+    ]
+    return write_response(admin_ops.batch(actor=admin.sub, operations=operations, reason=body.reason, scope=scope))
+
+
+@app.post(
+    "/v1/admin/entries/<entry_id>/reversal",
+    responses={
+        **ok_response(201, WriteOut, "The reversal entry and the new balance"),
+        **problem_responses(401, 403, 404, 409, 422),
+    },
+)
+def reverse_entry(entry_id: EntryId, body: Annotated[ReversalIn, Body()]) -> Response[dict]:
+    admin = caller(app)
+    scope = idempotency_scope(
+        app,
+        route="POST /v1/admin/entries/{entry_id}/reversal",
+        caller_id=admin.sub,
+        payload={"entry_id": entry_id, "body": body.model_dump()},
+    )
+    return write_response(admin_ops.reverse(actor=admin.sub, entry_id=entry_id, reason=body.reason, scope=scope))
+
+
+@app.get(
+    "/v1/admin/balances",
+    responses={
+        **ok_response(200, BalancesOut, "Balances in the order asked, and their total"),
+        **problem_responses(401, 403, 422),
+    },
+)
+def get_balances(
+    user_ids: Annotated[str, Query(max_length=USER_IDS_CHARS_MAX, description="Comma-separated, at most 100.")],
+) -> Response[dict]:
+    caller(app)
+    ids = [part.strip() for part in user_ids.split(",")]
+    for position, user_id in enumerate(ids):
+        if not re.fullmatch(ID_PATTERN, user_id):
+            raise ValidationFailed(
+                f"user_ids: item {position} is not a user id",
+                errors=[{"loc": ["query", "user_ids", position], "type": "string_pattern_mismatch"}],
+            )
+    return json_response(200, admin_ops.balances(ids))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

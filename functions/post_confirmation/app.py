@@ -1,0 +1,32 @@
+"""Cognito PostConfirmation trigger: open the new user's account, with the optional welcome grant."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.data_classes.cognito_user_pool_event import PostConfirmationTriggerEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tokenledger.config import build_ledger_from_env
+from tokenledger.service.admin import AdminOperations, check_welcome_grant_tokens
+
+CONFIRM_SIGN_UP = "PostConfirmation_ConfirmSignUp"
+
+logger = Logger()
+tracer = Tracer()
+admin_ops = AdminOperations(build_ledger_from_env())
+WELCOME_GRANT_TOKENS = check_welcome_grant_tokens(os.environ.get("WELCOME_GRANT_TOKENS", "0"))
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    trigger = PostConfirmationTriggerEvent(event)
+    # The same trigger fires after a forgotten password is reset: only a sign-up opens an account.
+    if trigger.trigger_source == CONFIRM_SIGN_UP:
+        user_id = trigger.request.user_attributes["sub"]
+        admin_ops.open_account(user_id, welcome_grant_tokens=WELCOME_GRANT_TOKENS)
+        logger.info("account opened", extra={"user_id": user_id, "welcome_grant_tokens": WELCOME_GRANT_TOKENS})
+    return event

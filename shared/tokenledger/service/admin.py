@@ -1,0 +1,378 @@
+"""Admin use cases: all-or-nothing batches, reversals, balance summaries, opening accounts, settlement.
+
+Every write here goes through the one write path, `Ledger.write`: one strongly consistent read
+of the accounts, then one `TransactWriteItems` holding the account updates, the entries and the
+idempotency record (plus, for a reversal, the guard that makes it happen once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tokenledger.adapters.ids import utc_now_iso
+from tokenledger.domain.errors import (
+    AlreadyReversed,
+    BatchTooLarge,
+    InsufficientBalance,
+    InvariantViolation,
+    NotFound,
+    ValidationFailed,
+)
+from tokenledger.domain.model import AMOUNT_MAX, Account, Entry, EntryDraft, EntryType
+from tokenledger.service.idempotency import IDEMPOTENCY_TTL_S, IdempotencyScope, request_hash
+from tokenledger.service.ledger import GuardFailed, Ledger, WriteResult, admin_draft
+from tokenledger.service.ports import AccountWrite, Guard, TransactionRefused
+
+# DynamoDB's limit on the actions of one TransactWriteItems.
+TRANSACTION_ACTIONS_MAX = 100
+# A batch of N operations over U distinct users is one transaction of
+#     N entry puts + U account updates + 1 idempotency record  <=  TRANSACTION_ACTIONS_MAX.
+# U <= N, and the worst case (every operation on a different user) gives 2N + 1 <= 100, so N <= 49.
+# The limit is on operations alone, so a client can check it without counting users.
+BATCH_OPERATIONS_MAX = (TRANSACTION_ACTIONS_MAX - 1) // 2
+# The stored answer of a write lives in one idempotency item (DynamoDB items are <= 400 KB);
+# a batch whose answer would not fit (large metadata on many operations) is refused up front.
+STORED_RESPONSE_CHARS_MAX = 350_000
+# One BatchGetItem reads at most 100 keys.
+BALANCES_USERS_MAX = 100
+
+REVERSAL_GUARD = "reversal"
+WELCOME_GRANT_ACTOR = "system:post-confirmation"
+WELCOME_GRANT_REASON = "welcome grant at sign-up"
+WELCOME_GRANT_ROUTE = "cognito:PostConfirmation"
+WELCOME_GRANT_KEY = "welcome-grant"
+SETTLEMENT_ROUTE = "settlement"
+SETTLEMENT_ENTRY_TYPES = frozenset({EntryType.PAYOUT, EntryType.REFUND})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOperation:
+    """One line of a batch: what an admin entry would be, on `user_id`."""
+
+    user_id: str
+    type: EntryType
+    amount: int
+    related_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def reversal_guard_pk(entry_id: str) -> str:
+    """The guard item that exists once `entry_id` has been reversed (kept forever)."""
+    return f"guard|reversal|{entry_id}"
+
+
+def check_welcome_grant_tokens(raw: str) -> int:
+    """`WELCOME_GRANT_TOKENS` as an int in 0..AMOUNT_MAX; anything else is a deployment error."""
+    text = raw.strip()
+    if not text.isdigit() or int(text) > AMOUNT_MAX:
+        raise InvariantViolation(f"WELCOME_GRANT_TOKENS must be an integer in 0..{AMOUNT_MAX}, not {raw!r}")
+    return int(text)
+
+
+class AdminOperations:
+    """The admin use cases on top of one `Ledger` (and so one repository)."""
+
+    def __init__(self, ledger: Ledger, *, clock: Callable[[], str] = utc_now_iso) -> None:
+        self.ledger = ledger
+        self._clock = clock
+
+    # ------------------------------------------------------------------ batches
+    def batch(
+        self, *, actor: str, operations: Sequence[BatchOperation], reason: str, scope: IdempotencyScope
+    ) -> WriteResult:
+        """All operations in one transaction, or none; `{entries (in operation order), balances}`."""
+        if len(operations) > BATCH_OPERATIONS_MAX:
+            raise BatchTooLarge(
+                f"a batch holds at most {BATCH_OPERATIONS_MAX} operations, this one {len(operations)}",
+                operations_max=BATCH_OPERATIONS_MAX,
+            )
+        return self.write_operations(operations, actor=actor, reason=reason, scope=scope)
+
+    def write_operations(
+        self,
+        operations: Sequence[BatchOperation],
+        *,
+        actor: str,
+        reason: str,
+        scope: IdempotencyScope,
+        idempotency_ttl_s: int | None = IDEMPOTENCY_TTL_S,
+    ) -> WriteResult:
+        """The batch write: operations on one user fold into one account update, entries consecutive."""
+        if not operations:
+            raise InvariantViolation("a batch needs at least one operation")
+        if len(operations) > BATCH_OPERATIONS_MAX:
+            raise InvariantViolation(f"{len(operations)} operations do not fit one transaction")
+        indexed: dict[str, list[tuple[int, EntryDraft]]] = defaultdict(list)
+        for index, op in enumerate(operations):
+            draft = admin_draft(
+                actor=actor,
+                entry_type=op.type,
+                amount=op.amount,
+                reason=reason,
+                related_id=op.related_id,
+                metadata=op.metadata,
+            )
+            indexed[op.user_id].append((index, draft))
+
+        def plan(accounts: Mapping[str, Account]) -> dict[str, list[EntryDraft]]:
+            _refuse_first_overdraft(accounts, indexed)
+            return {user_id: [draft for _, draft in drafts] for user_id, drafts in indexed.items()}
+
+        def body(entries: list[Entry], after: dict[str, Account]) -> dict[str, Any]:
+            by_user: dict[str, Iterator[Entry]] = {u: iter([e for e in entries if e.user_id == u]) for u in indexed}
+            answer = {
+                "entries": [next(by_user[op.user_id]).to_api() for op in operations],
+                "balances": {user_id: after[user_id].balance for user_id in indexed},
+            }
+            size = len(json.dumps(answer, separators=(",", ":")))
+            if size > STORED_RESPONSE_CHARS_MAX:
+                raise BatchTooLarge(
+                    f"the batch's answer would be {size} characters, over {STORED_RESPONSE_CHARS_MAX}: "
+                    "send less metadata or fewer operations"
+                )
+            return answer
+
+        return self.ledger.write(plan, users=list(indexed), scope=scope, body=body, idempotency_ttl_s=idempotency_ttl_s)
+
+    # ------------------------------------------------------------------ reversals
+    def reverse(self, *, actor: str, entry_id: str, reason: str, scope: IdempotencyScope) -> WriteResult:
+        """A compensating `reversal` entry, written with the guard that lets it happen once."""
+        original = self.ledger.repo.find_entry(entry_id)
+        if original is None:
+            raise NotFound(f"no entry {entry_id}")
+        draft = EntryDraft(
+            type=EntryType.REVERSAL,
+            amount=-original.amount,
+            counterparty=original.counterparty,
+            related_id=original.related_id,
+            reverses=original.entry_id,
+            reason=reason,
+            actor=actor,
+        )
+        guard_pk = reversal_guard_pk(entry_id)
+        guard = Guard(
+            name=REVERSAL_GUARD,
+            pk=guard_pk,
+            attributes={"kind": "reversal", "entry_id": entry_id, "user_id": original.user_id, "actor": actor},
+        )
+        try:
+            return self.ledger.write_single(original.user_id, draft, scope=scope, guards=[guard])
+        except GuardFailed:
+            raise AlreadyReversed(f"entry {entry_id} was already reversed", entry_id=entry_id) from None
+        except InsufficientBalance:
+            # Reversing a credit twice fails on the balance before the guard is ever tried.
+            if self.ledger.repo.get_guard(guard_pk) is not None:
+                raise AlreadyReversed(f"entry {entry_id} was already reversed", entry_id=entry_id) from None
+            raise
+
+    # ------------------------------------------------------------------ reads
+    def balances(self, user_ids: Sequence[str]) -> dict[str, Any]:
+        """Up to 100 users in one BatchGetItem, in the order asked; unknown users are zero."""
+        if not user_ids:
+            raise ValidationFailed("user_ids: name at least one user", errors=[{"loc": ["query", "user_ids"]}])
+        if len(user_ids) > BALANCES_USERS_MAX:
+            raise ValidationFailed(
+                f"user_ids: at most {BALANCES_USERS_MAX} users per request, not {len(user_ids)}",
+                errors=[{"loc": ["query", "user_ids"], "type": "too_long"}],
+            )
+        unique = list(dict.fromkeys(user_ids))
+        found = self.ledger.repo.get_accounts(unique)
+        rows = []
+        for user_id in unique:
+            account = found.get(user_id) or Account(user_id=user_id)
+            rows.append({"user_id": user_id, "balance": account.balance, "version": account.version})
+        return {"balances": rows, "total": sum(row["balance"] for row in rows)}
+
+    # ------------------------------------------------------------------ sign-up
+    def open_account(self, user_id: str, *, welcome_grant_tokens: int) -> None:
+        """Open the account at sign-up, with a one-time welcome `grant` when configured.
+
+        Idempotent: the grant's idempotency record is keyed on the user and kept forever, so a
+        re-delivered trigger grants once; without a grant, an account that exists is left as is.
+        """
+        if welcome_grant_tokens == 0:
+            now = self._clock()
+            before = Account(user_id=user_id)
+            opened = replace(before, created_at=now, updated_at=now)
+            # Refused only if the account has already moved past version 0: then it is open.
+            with contextlib.suppress(TransactionRefused):
+                self.ledger.repo.commit([AccountWrite(before=before, after=opened, entries=())], idempotency=None)
+            return
+        draft = EntryDraft(
+            type=EntryType.GRANT,
+            amount=welcome_grant_tokens,
+            counterparty="admin",
+            reason=WELCOME_GRANT_REASON,
+            actor=WELCOME_GRANT_ACTOR,
+        )
+        # The hash leaves out the amount: a changed setting must not turn a re-delivery into a second grant.
+        scope = IdempotencyScope(
+            caller=user_id,
+            route=WELCOME_GRANT_ROUTE,
+            key=WELCOME_GRANT_KEY,
+            request_hash=request_hash({"user_id": user_id}),
+        )
+        self.ledger.write(
+            lambda _accounts: {user_id: [draft]},
+            users=[user_id],
+            scope=scope,
+            body=lambda entries, after: {"entry": entries[0].to_api(), "balance": after[user_id].balance},
+            idempotency_ttl_s=None,
+        )
+
+
+def _refuse_first_overdraft(accounts: Mapping[str, Account], indexed: dict[str, list[tuple[int, EntryDraft]]]) -> None:
+    """Raise `InsufficientBalance` for the first operation (by index) that would overdraw its user."""
+    failures: list[tuple[int, str, int, int]] = []  # (index, user, balance before it, shortfall)
+    for user_id, drafts in indexed.items():
+        balance = accounts[user_id].balance
+        for index, draft in drafts:
+            if balance + draft.amount < 0:
+                failures.append((index, user_id, balance, -(balance + draft.amount)))
+                break
+            balance += draft.amount
+    if failures:
+        index, user_id, balance, shortfall = min(failures)
+        raise InsufficientBalance(
+            f"operation {index} ({user_id}) needs {shortfall} more tokens than the balance {balance} "
+            "it would meet; nothing was written",
+            balance=balance,
+            shortfall=shortfall,
+            index=index,
+            user_id=user_id,
+        )
+
+
+# ---------------------------------------------------------------------- settlement
+@dataclass(frozen=True, slots=True)
+class ChunkOutcome:
+    index: int
+    chunks_total: int
+    operations: int
+    tokens: int
+    written: bool  # False: this chunk had already been written by an earlier run
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementReport:
+    settlement_id: str
+    chunks_total: int
+    chunks_written: int
+    chunks_already_done: int
+    operations: int
+    tokens: int
+
+
+class Settlement:
+    """Pay out (or refund) a whole prediction in chunks of one transaction each.
+
+    Atomicity is per chunk, not per settlement. Each chunk is written through `Ledger.write`
+    with an idempotency record keyed on (settlement, chunk number) and kept forever, holding a
+    hash of the whole plan. That record, written in the chunk's own transaction, is the
+    recorded progress: a run after a crash skips every chunk whose record exists, and a chunk
+    caught mid-flight is replayed from its record, so nobody is paid twice. Resuming with a
+    different list of payouts (or chunk size) under the same settlement id is refused.
+    """
+
+    def __init__(
+        self,
+        admin: AdminOperations,
+        *,
+        prediction_id: str,
+        operations: Sequence[BatchOperation],
+        actor: str,
+        reason: str,
+        settlement_id: str | None = None,
+        chunk_size: int = BATCH_OPERATIONS_MAX,
+    ) -> None:
+        if not 1 <= chunk_size <= BATCH_OPERATIONS_MAX:
+            raise ValidationFailed(f"chunk size must be 1..{BATCH_OPERATIONS_MAX}, not {chunk_size}")
+        if not operations:
+            raise ValidationFailed("a settlement needs at least one payout")
+        for op in operations:
+            if op.type not in SETTLEMENT_ENTRY_TYPES or op.related_id != prediction_id:
+                raise InvariantViolation(f"a settlement of {prediction_id} pays {op.type} on {op.related_id}")
+        self.admin = admin
+        self.settlement_id = settlement_id or prediction_id
+        self.operations = list(operations)
+        self.actor = actor
+        self.reason = reason
+        self.chunk_size = chunk_size
+        self.plan_hash = request_hash(
+            {
+                "settlement_id": self.settlement_id,
+                "prediction_id": prediction_id,
+                "chunk_size": chunk_size,
+                "reason": reason,
+                "operations": [[op.user_id, str(op.type), op.amount] for op in self.operations],
+            }
+        )
+
+    @property
+    def chunks_total(self) -> int:
+        return -(-len(self.operations) // self.chunk_size)
+
+    def chunk(self, index: int) -> list[BatchOperation]:
+        return self.operations[index * self.chunk_size : (index + 1) * self.chunk_size]
+
+    def scope(self, index: int) -> IdempotencyScope:
+        return IdempotencyScope(
+            caller=self.settlement_id,
+            route=SETTLEMENT_ROUTE,
+            key=f"chunk-{index:06d}",
+            request_hash=request_hash({"plan": self.plan_hash, "chunk": index}),
+        )
+
+    def is_done(self, index: int) -> bool:
+        """Whether chunk `index` was written (refuses if it was written for a different plan)."""
+        scope = self.scope(index)
+        stored = self.admin.ledger.repo.get_idempotency(scope.pk)
+        if stored is None:
+            return False
+        scope.check_replay(stored)
+        return True
+
+    def run(self, on_chunk: Callable[[ChunkOutcome], None] = lambda _: None) -> SettlementReport:
+        written = already = 0
+        for index in range(self.chunks_total):
+            chunk = self.chunk(index)
+            done = self.is_done(index)
+            if not done:
+                result = self.admin.write_operations(
+                    chunk, actor=self.actor, reason=self.reason, scope=self.scope(index), idempotency_ttl_s=None
+                )
+                done = result.replayed  # a concurrent run wrote it first
+            written += not done
+            already += done
+            on_chunk(
+                ChunkOutcome(
+                    index=index,
+                    chunks_total=self.chunks_total,
+                    operations=len(chunk),
+                    tokens=sum(op.amount for op in chunk),
+                    written=not done,
+                )
+            )
+        return SettlementReport(
+            settlement_id=self.settlement_id,
+            chunks_total=self.chunks_total,
+            chunks_written=written,
+            chunks_already_done=already,
+            operations=len(self.operations),
+            tokens=sum(op.amount for op in self.operations),
+        )
+
+    def progress(self) -> dict[str, Any]:
+        """Which chunks are written, read from their idempotency records (one GetItem each)."""
+        pending = [index for index in range(self.chunks_total) if not self.is_done(index)]
+        return {
+            "settlement_id": self.settlement_id,
+            "chunks_total": self.chunks_total,
+            "chunks_done": self.chunks_total - len(pending),
+            "chunks_pending": pending,
+        }
