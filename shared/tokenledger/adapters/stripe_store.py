@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +38,11 @@ class DynamoStripeStore:
         self.idempotency_table = idempotency_table
         self.events_table = events_table
 
-    def related_entries(self, related_id: str, *, limit: int) -> list[Entry]:
-        """Oldest first (entry ids are ULIDs), at most `limit`; the index may lag a write by a moment."""
+    def related_entries(self, related_id: str, *, limit: int) -> Iterator[Entry]:
+        """Oldest first (entry ids are ULIDs), at most `limit`, each read only when the caller asks.
+
+        The index is eventually consistent: a write of a moment ago may be missing from it.
+        """
         response = self.client.query(
             TableName=self.entries_table,
             IndexName=RELATED_ID_INDEX,
@@ -47,7 +51,6 @@ class DynamoStripeStore:
             ScanIndexForward=True,
             Limit=limit,
         )
-        entries = []
         for key_item in response.get("Items", []):
             item = self.client.get_item(
                 TableName=self.entries_table,
@@ -55,8 +58,7 @@ class DynamoStripeStore:
                 ConsistentRead=True,
             ).get("Item")
             if item is not None:
-                entries.append(entry_from_item(item))
-        return entries
+                yield entry_from_item(item)
 
     def clawback_step(self, pk: str) -> int | None:
         item = self.client.get_item(

@@ -24,7 +24,7 @@ whole purchase.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
@@ -123,8 +123,8 @@ class EventRecord:
 class StripeStore(Protocol):
     """What the Stripe use case reads and records beside the ledger's write path."""
 
-    def related_entries(self, related_id: str, *, limit: int) -> list[Entry]:
-        """Entries whose `related_id` is this (by-related-id index, then each entry read in full)."""
+    def related_entries(self, related_id: str, *, limit: int) -> Iterable[Entry]:
+        """Entries whose `related_id` is this, oldest first, read in full as they are iterated."""
         ...
 
     def clawback_step(self, pk: str) -> int | None:
