@@ -38,6 +38,49 @@ class FakeContext:
         return self._timeout_s * 1000
 
 
+_request_state = threading.local()
+_powertools_isolated = False
+
+
+class _PerThread:
+    """A data descriptor whose value belongs to the calling thread."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        try:
+            return getattr(_request_state, self.name)
+        except AttributeError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, instance: object, value: Any) -> None:
+        setattr(_request_state, self.name, value)
+
+
+def isolate_powertools_request_state() -> None:
+    """Keep each thread's current event apart, as separate Lambda processes would. Idempotent.
+
+    Powertools' `resolve()` stores the event and context on the class `BaseRouter`, shared
+    by every resolver in the process, so separate module copies are not enough: two threads
+    resolving at once would read each other's event (caller, body, headers). This makes
+    `BaseRouter.current_event` and `.lambda_context` per thread, for class and instance access.
+    """
+    global _powertools_isolated
+    if _powertools_isolated:
+        return
+    from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+
+    names = ("current_event", "lambda_context")
+    for name in names:
+        setattr(BaseRouter, name, _PerThread(name))  # instance access: `self.current_event`
+    meta = type(BaseRouter)
+    # Class access and assignment (`BaseRouter.current_event = ...`) go through the metaclass.
+    per_thread_meta = type(f"PerThread{meta.__name__}", (meta,), {name: _PerThread(name) for name in names})
+    BaseRouter.__class__ = per_thread_meta  # type: ignore[method-assign]
+    _powertools_isolated = True
+
+
 def load_module(spec: FunctionSpec) -> ModuleType:
     """A fresh import of the function's handler module (a new cold start)."""
     with _import_lock:
@@ -57,6 +100,7 @@ class Environment:
     """One warm execution environment of a function: serves one request at a time."""
 
     def __init__(self, spec: FunctionSpec) -> None:
+        isolate_powertools_request_state()
         self.spec = spec
         self.module = load_module(spec)
         self.handler: Callable[[dict[str, Any], Any], Any] = getattr(self.module, spec.handler_function)
