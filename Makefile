@@ -35,3 +35,8 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+
+# docs/openapi.json, generated from the handlers (a test fails when it is stale).
+.PHONY: openapi
+openapi: $(STAMP)
+	$(BIN)/python -m infra.openapi
