@@ -244,6 +244,9 @@ class Ledger:
         Refusals are told apart: replay (idempotency record exists), moved account (retry,
         or 412 with If-Match), failed guard (raised as `GuardFailed` for the caller to map).
         """
+        # A cache hit (If-Match) is unverified: good enough to try a write (the transaction
+        # checks it), never to refuse one. A refusal is judged again on a fresh read.
+        verified = expected_versions is None or not self._cached(users, expected_versions)
         accounts = self._initial_accounts(users, expected_versions)
         for attempt in range(1, self._write_attempts_max + 1):
             self.last_write_attempts = attempt
@@ -262,6 +265,9 @@ class Ledger:
                 drafts = plan(accounts)
                 writes, entries = self._plan_writes(accounts, drafts)
             except InsufficientBalance as refused:
+                if not verified:
+                    accounts, verified = self._read_accounts(users), True
+                    continue
                 return self._replay_or_raise(scope, refused)
             afters = {w.after.user_id: w.after for w in writes}
             response = StoredResponse(
@@ -295,11 +301,17 @@ class Ledger:
         )
 
     # ------------------------------------------------------------------ helpers
+    def _cached(self, users: Sequence[str], expected: Mapping[str, int]) -> bool:
+        return set(expected) == set(users) and all(self.versions.lookup(u, v) is not None for u, v in expected.items())
+
     def _initial_accounts(self, users: Sequence[str], expected: Mapping[str, int] | None) -> dict[str, Account]:
         if expected is not None:
             cached = {u: self.versions.lookup(u, v) for u, v in expected.items()}
             if all(a is not None for a in cached.values()) and set(cached) == set(users):
                 return {u: a for u, a in cached.items() if a is not None}
+        return self._read_accounts(users)
+
+    def _read_accounts(self, users: Sequence[str]) -> dict[str, Account]:
         if len(users) == 1:
             return {users[0]: self.account(users[0])}
         found = self.repo.get_accounts(users)
