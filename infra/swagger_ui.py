@@ -1,0 +1,156 @@
+"""Swagger UI for the local stack's ``/docs``, from the npm package ``swagger-ui-dist`` (pinned, sha256-checked).
+
+Fetched once with ``npm pack`` into ``$TOKENLEDGER_CACHE_DIR/swagger-ui/<version>`` (default
+``~/.cache/tokenledger``), outside git; served from there. No CDN: the page loads nothing
+from outside this machine. ``python -m infra.swagger_ui`` installs it ahead of time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+NPM_PACKAGE = "swagger-ui-dist"
+NPM_VERSION = "5.35.0"
+# sha256 of `npm pack swagger-ui-dist@5.35.0` (the registry's sha1 is 5c3b487ae5a2121b2c668d6f92b550707521876a).
+TARBALL_SHA256 = "1b8e891893404ea4c3558b6a87e2a3e494e7eedba41168c2ece5800a391a6ea6"
+NPM_TIMEOUT_S = 300
+CACHE_ENV_VAR = "TOKENLEDGER_CACHE_DIR"
+
+# The files /docs serves (and nothing else from the package).
+ASSETS = {
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui-standalone-preset.js": "text/javascript; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+    "favicon-16x16.png": "image/png",
+}
+_MARKER = ".tokenledger-complete"
+
+
+class SwaggerUIUnavailable(RuntimeError):
+    """swagger-ui-dist is not installed and cannot be fetched here."""
+
+
+def cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV_VAR)
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "tokenledger"
+    return base / "swagger-ui" / NPM_VERSION
+
+
+def find_installed() -> Path | None:
+    """The folder holding the assets, if a complete verified copy is cached."""
+    folder = cache_dir()
+    if (folder / _MARKER).is_file() and all((folder / "package" / name).is_file() for name in ASSETS):
+        return folder / "package"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ensure_installed() -> Path:
+    """Fetch, verify and unpack the package if needed; returns the folder with the assets."""
+    found = find_installed()
+    if found is not None:
+        return found
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SwaggerUIUnavailable(f"`npm` not found; it is needed once to fetch {NPM_PACKAGE}@{NPM_VERSION}")
+    final = cache_dir()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{NPM_VERSION}.tmp-", dir=final.parent))
+    try:
+        env = {**os.environ, "npm_config_audit": "false", "npm_config_fund": "false", "npm_config_loglevel": "error"}
+        try:
+            result = subprocess.run(
+                [npm, "pack", f"{NPM_PACKAGE}@{NPM_VERSION}"],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=NPM_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SwaggerUIUnavailable(f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` timed out") from exc
+        tarballs = sorted(work.glob("*.tgz"))
+        if result.returncode != 0 or len(tarballs) != 1:
+            raise SwaggerUIUnavailable(f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` failed: {result.stderr.strip()[-500:]}")
+        actual = _sha256(tarballs[0])
+        if actual != TARBALL_SHA256:
+            raise SwaggerUIUnavailable(
+                f"checksum mismatch for {tarballs[0].name}: expected {TARBALL_SHA256}, got {actual}"
+            )
+        with tarfile.open(tarballs[0], "r:gz") as tar:
+            tar.extractall(work, filter="data")
+        tarballs[0].unlink()
+        work.chmod(0o755)
+        (work / _MARKER).write_text(f"{NPM_PACKAGE}@{NPM_VERSION} sha256={actual}\n")
+        if final.exists() and not (final / _MARKER).is_file():
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            work.rename(final)
+        except OSError:
+            if not (final / _MARKER).is_file():  # another process won the race with a complete copy
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    found = find_installed()
+    if found is None:
+        raise SwaggerUIUnavailable(f"{final} is incomplete; delete it and retry")
+    return found
+
+
+def page(title: str, spec_url: str, assets_url: str) -> str:
+    """The /docs page: Swagger UI on ``spec_url``, everything served by this server."""
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{title}</title>
+  <link rel="stylesheet" href="{assets_url}/swagger-ui.css">
+  <link rel="icon" type="image/png" href="{assets_url}/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{assets_url}/swagger-ui-bundle.js"></script>
+  <script src="{assets_url}/swagger-ui-standalone-preset.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{
+      url: "{spec_url}",
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      persistAuthorization: true,
+      displayRequestDuration: true,
+      presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+      layout: "BaseLayout"
+    }});
+  </script>
+</body>
+</html>
+"""
+
+
+def main() -> int:
+    try:
+        print(ensure_installed())
+    except SwaggerUIUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

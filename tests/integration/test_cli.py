@@ -1,0 +1,254 @@
+"""`tokenledger`, the ops CLI, against the real local stack over HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import types
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import cli, devauth
+from infra.template import Stack
+from tests.integration.local_stack import RunningStack, local_stack
+
+ROUTES = {route.route_key for route in Stack().routes()}
+
+
+@pytest.fixture(scope="module")
+def devkey_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    directory = tmp_path_factory.mktemp("devkey")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(devauth.DEVKEY_ENV_VAR, str(directory))
+        yield directory
+
+
+@pytest.fixture(scope="module")
+def stack(devkey_dir: Path) -> Iterator[RunningStack]:
+    with local_stack(devkey_dir=devkey_dir) as running:
+        yield running
+
+
+@pytest.fixture
+def run(stack: RunningStack, capsys: pytest.CaptureFixture[str]) -> Any:
+    """`tokenledger --url <stack> ARGS...` in process: (exit code, stdout, stderr)."""
+
+    def call(*args: str) -> tuple[int, str, str]:
+        code = cli.main(["--url", stack.url, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+def new_user() -> str:
+    return f"u-{uuid.uuid4().hex[:10]}"
+
+
+def test_token_is_a_development_jwt_with_the_users_groups(run: Any) -> None:
+    code, out, _ = run("token", "alice", "--admin", "--json")
+
+    assert code == 0
+    minted = json.loads(out)
+    assert devauth.verify(minted["token"])["sub"] == "alice"
+    assert minted["claims"]["cognito:groups"] == ["admin"]
+    assert minted["gateway_claims"]["cognito:groups"] == "[admin]", "as API Gateway passes array claims"
+
+
+def test_token_prints_only_the_token_for_shell_use(run: Any) -> None:
+    code, out, _ = run("token", "bob")
+
+    assert code == 0
+    assert out.count("\n") == 1
+    assert devauth.verify(out.strip())["sub"] == "bob"
+
+
+def test_balance_of_a_new_user_is_zero(run: Any) -> None:
+    user = new_user()
+
+    code, out, _ = run("balance", user)
+    code_json, out_json, _ = run("balance", user, "--json")
+
+    assert code == code_json == 0
+    assert out.splitlines()[0].split()[:3] == ["user_id", "balance", "version"]
+    assert f"{user}        0        0" in out
+    assert json.loads(out_json) | {"updated_at": None} == {
+        "user_id": user,
+        "balance": 0,
+        "version": 0,
+        "updated_at": None,
+    }
+
+
+def test_grant_commit_and_history_tell_the_same_story(run: Any) -> None:
+    user = new_user()
+
+    granted = run("grant", user, "100", "--reason", "cli test")
+    committed = run("commit", user, "30", "--prediction", "p-cli")
+    _, out, _ = run("history", user, "--json")
+
+    assert granted[0] == committed[0] == 0
+    assert "grant: +100 tokens" in granted[1]
+    assert "balance now 70" in committed[1]
+    items = json.loads(out)["items"]
+    assert [(e["seq"], e["type"], e["amount"], e["balance_after"]) for e in items] == [
+        (2, "commitment", -30, 70),
+        (1, "grant", 100, 100),
+    ]
+    table = run("history", user)[1]
+    assert "commitment" in table
+    assert "prediction:p-cli" in table
+
+
+def test_a_retried_grant_with_the_same_key_moves_tokens_once(run: Any) -> None:
+    user = new_user()
+    key = f"ticket-{uuid.uuid4().hex[:8]}"
+
+    first = run("grant", user, "40", "--reason", "support", "--key", key)
+    again = run("grant", user, "40", "--reason", "support", "--key", key, "--json")
+
+    assert first[0] == again[0] == 0
+    assert json.loads(again[1])["replayed"] is True
+    assert json.loads(run("balance", user, "--json")[1])["balance"] == 40
+
+
+def test_a_refused_commitment_prints_the_problem_and_exits_1(run: Any) -> None:
+    user = new_user()
+
+    code, out, err = run("commit", user, "5", "--prediction", "p-x")
+
+    assert code == cli.EXIT_REFUSED
+    assert out == ""
+    assert "409 insufficient_balance" in err
+    assert json.loads(run("balance", user, "--json")[1])["version"] == 0
+
+
+def test_stripe_purchase_signs_a_checkout_event_the_webhook_accepts(run: Any) -> None:
+    if "POST /v1/webhooks/stripe" not in ROUTES:
+        pytest.skip("template.yaml has no POST /v1/webhooks/stripe yet (the Stripe issue adds it)")
+    user = new_user()
+    starter = next(p for p in cli.local_catalog() if p["package_id"] == "starter")
+
+    code, out, err = run("stripe-purchase", user, "--package", "starter")
+
+    assert code == 0, err
+    assert "HTTP 200" in out
+    balance = json.loads(run("balance", user, "--json")[1])
+    assert balance["balance"] == starter["tokens"]
+    entry = json.loads(run("history", user, "--json")[1])["items"][0]
+    assert entry["type"] == "purchase"
+    assert entry["counterparty"] == "stripe"
+
+
+def test_stripe_signature_is_what_the_stripe_library_verifies() -> None:
+    stripe = pytest.importorskip("stripe")
+    secret = "whsec_test_secret"
+    event = cli.checkout_completed_event("u-1", cli.local_catalog()[0])
+    payload = json.dumps(event).encode()
+
+    verified = stripe.Webhook.construct_event(payload, cli.stripe_signature(payload, secret), secret)
+
+    assert verified["type"] == "checkout.session.completed"
+    session = verified["data"]["object"]
+    assert (session["metadata"]["user_id"], session["metadata"]["package_id"]) == ("u-1", event_package(event))
+    assert verified["data"]["object"]["payment_status"] == "paid"
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(payload, cli.stripe_signature(payload, "whsec_other"), secret)
+
+
+def event_package(event: dict[str, Any]) -> str:
+    return str(event["data"]["object"]["metadata"]["package_id"])
+
+
+def test_stripe_purchase_of_an_unknown_package_is_a_usage_error(run: Any) -> None:
+    code, _, err = run("stripe-purchase", "alice", "--package", "diamond")
+
+    assert code == cli.EXIT_USAGE
+    assert "unknown package 'diamond'" in err
+    assert "starter" in err
+
+
+def test_audit_reports_each_account(run: Any) -> None:
+    if "GET /v1/admin/accounts/{user_id}/audit" not in ROUTES:
+        pytest.skip("template.yaml has no GET /v1/admin/accounts/{user_id}/audit yet (the reconciliation issue)")
+    users = [new_user(), new_user()]
+    run("grant", users[0], "10", "--reason", "audit test")
+
+    code, out, _ = run("audit", *users, "--json")
+
+    assert code == 0
+    reports = json.loads(out)
+    assert reports["consistent"] is True
+    assert [(r["user_id"], r["stored_balance"], r["computed_balance"]) for r in reports["accounts"]] == [
+        (users[0], 10, 10),
+        (users[1], 0, 0),
+    ]
+
+
+def test_audit_without_users_is_a_usage_error(run: Any) -> None:
+    code, _, err = run("audit")
+
+    assert code == cli.EXIT_USAGE
+    assert "at least one user" in err
+
+
+def test_an_unreachable_api_is_a_clear_error(capsys: pytest.CaptureFixture[str], devkey_dir: Path) -> None:
+    from infra.dynamodb_local import find_free_port
+
+    url = f"http://127.0.0.1:{find_free_port()}"
+    code = cli.main(["--url", url, "balance", "alice"])
+
+    assert code == cli.EXIT_USAGE
+    assert f"cannot reach {url}" in capsys.readouterr().err
+
+
+def test_progress_bar_draws_on_a_terminal_only() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        with cli.Progress("auditing", 4, stream=stream) as progress:
+            for _ in range(4):
+                progress.advance()
+
+    assert terminal.getvalue().endswith("\rauditing [" + "#" * 30 + "] 4/4\n")
+    assert pipe.getvalue() == ""
+
+
+def test_a_settle_module_adds_its_subcommand(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settle = types.ModuleType("infra.settle")
+
+    def add_parser(subparsers: Any) -> None:
+        parser = subparsers.add_parser("settle", help="settle a prediction")
+        parser.add_argument("prediction")
+        parser.set_defaults(func=lambda args: print(f"settling {args.prediction} via {args.client.base_url}") or 0)
+
+    settle.add_parser = add_parser  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "infra.settle", settle)
+
+    code = cli.main(["--url", "http://example.invalid", "settle", "p-9"])
+
+    assert code == 0
+    assert capsys.readouterr().out == "settling p-9 via http://example.invalid\n"
+
+
+def test_the_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "tokenledger"
+    if not script.exists():
+        pytest.skip(f"no console script next to {sys.executable} (install with pip install -e .)")
+
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
+
+    assert done.returncode == 0
+    for command in ("token", "balance", "history", "grant", "stripe-purchase", "audit"):
+        assert command in done.stdout
