@@ -139,6 +139,7 @@ def _print_chunk(outcome: ChunkOutcome) -> None:
         f"chunk {outcome.index + 1}/{outcome.chunks_total}: {state} "
         f"({outcome.operations} payouts, {outcome.tokens} tokens)",
         file=sys.stderr,
+        flush=True,
     )
 
 

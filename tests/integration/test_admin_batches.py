@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.conftest import STACK, Client
 from tests.invariants import assert_account_consistent, chain_of
-from tokenledger.service.admin import BATCH_OPERATIONS_MAX, TRANSACTION_ACTIONS_MAX
+from tokenledger.service.admin import BATCH_OPERATIONS_MAX, STORED_RESPONSE_CHARS_MAX, TRANSACTION_ACTIONS_MAX
 
 BATCHES = "/v1/admin/batches"
 
@@ -147,6 +147,19 @@ def test_an_answer_too_large_to_store_is_batch_too_large(admin: Client, aws: Any
     response = admin.post(BATCHES, {"operations": operations, "reason": "big"})
     assert (response.status, response.json["code"]) == (422, "batch_too_large")
     assert assert_account_consistent(aws["dynamodb"], STACK, users[0])["version"] == 0
+
+
+def test_an_answer_just_under_the_stored_size_bound_is_written_and_replayed(admin: Client, aws: Any) -> None:
+    users = new_users(BATCH_OPERATIONS_MAX)
+    metadata = {f"k{i}": "x" * 500 for i in range(13)}
+    operations = [{"user_id": u, "type": "grant", "amount": 1, "metadata": metadata} for u in users]
+    body = {"operations": operations, "reason": "big but fits"}
+    first = admin.post(BATCHES, body, key="big-batch")
+    assert first.status == 201, first.json
+    assert 300_000 < len(first.body) < STORED_RESPONSE_CHARS_MAX  # the idempotency item holds all of it
+    again = admin.post(BATCHES, body, key="big-batch")
+    assert again.headers.get("idempotent-replayed") == "true" and again.json == first.json
+    assert assert_account_consistent(aws["dynamodb"], STACK, users[-1]) == {"balance": 1, "version": 1, "entries": 1}
 
 
 def test_a_batch_is_idempotent_on_its_key(admin: Client, aws: Any) -> None:
