@@ -28,7 +28,13 @@ from tokenledger.http.schemas import (
     ok_response,
     problem_responses,
 )
-from tokenledger.service.admin import BALANCES_USERS_MAX, BATCH_OPERATIONS_MAX, AdminOperations, BatchOperation
+from tokenledger.service.admin import (
+    BALANCES_USERS_MAX,
+    BATCH_OPERATIONS_MAX,
+    AdminOperations,
+    BatchOperation,
+    check_batch_size,
+)
 
 logger = Logger()
 tracer = Tracer()
@@ -72,11 +78,8 @@ class BatchIn(BaseModel):
     @classmethod
     def _not_too_many(cls, value: Any) -> Any:
         # Counted before the operations are validated one by one: an oversized batch is refused cheaply.
-        if isinstance(value, list) and len(value) > BATCH_OPERATIONS_MAX:
-            raise BatchTooLarge(
-                f"a batch holds at most {BATCH_OPERATIONS_MAX} operations, this one {len(value)}",
-                operations_max=BATCH_OPERATIONS_MAX,
-            )
+        if isinstance(value, list):
+            check_batch_size(len(value))
         return value
 
 

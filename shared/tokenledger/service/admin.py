@@ -66,6 +66,15 @@ def reversal_guard_pk(entry_id: str) -> str:
     return f"guard|reversal|{entry_id}"
 
 
+def check_batch_size(operations: int) -> None:
+    """422 `batch_too_large` above BATCH_OPERATIONS_MAX operations."""
+    if operations > BATCH_OPERATIONS_MAX:
+        raise BatchTooLarge(
+            f"a batch holds at most {BATCH_OPERATIONS_MAX} operations, this one {operations}",
+            operations_max=BATCH_OPERATIONS_MAX,
+        )
+
+
 def check_welcome_grant_tokens(raw: str) -> int:
     """`WELCOME_GRANT_TOKENS` as an int in 0..AMOUNT_MAX; anything else is a deployment error."""
     text = raw.strip()
@@ -86,11 +95,7 @@ class AdminOperations:
         self, *, actor: str, operations: Sequence[BatchOperation], reason: str, scope: IdempotencyScope
     ) -> WriteResult:
         """All operations in one transaction, or none; `{entries (in operation order), balances}`."""
-        if len(operations) > BATCH_OPERATIONS_MAX:
-            raise BatchTooLarge(
-                f"a batch holds at most {BATCH_OPERATIONS_MAX} operations, this one {len(operations)}",
-                operations_max=BATCH_OPERATIONS_MAX,
-            )
+        check_batch_size(len(operations))
         return self.write_operations(operations, actor=actor, reason=reason, scope=scope)
 
     def write_operations(
@@ -163,12 +168,12 @@ class AdminOperations:
         try:
             return self.ledger.write_single(original.user_id, draft, scope=scope, guards=[guard])
         except GuardFailed:
-            raise AlreadyReversed(f"entry {entry_id} was already reversed", entry_id=entry_id) from None
+            pass
         except InsufficientBalance:
             # Reversing a credit twice fails on the balance before the guard is ever tried.
-            if self.ledger.repo.get_guard(guard_pk) is not None:
-                raise AlreadyReversed(f"entry {entry_id} was already reversed", entry_id=entry_id) from None
-            raise
+            if self.ledger.repo.get_guard(guard_pk) is None:
+                raise
+        raise AlreadyReversed(f"entry {entry_id} was already reversed", entry_id=entry_id)
 
     # ------------------------------------------------------------------ reads
     def balances(self, user_ids: Sequence[str]) -> dict[str, Any]:
