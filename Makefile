@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml shared/requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m infra.local --port $(PORT) --engine $(ENGINE) $(if $(SEED),--seed,)
+	$(BIN)/python -m infra.local --port $(PORT) --engine $(ENGINE) $(if $(SEED),--seed,) $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 
 test: $(STAMP)
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
