@@ -312,38 +312,38 @@ def test_a_session_without_a_payment_intent_is_keyed_on_the_session(
     assert_account_consistent(aws["dynamodb"], STACK, user.sub)
 
 
-@pytest.mark.parametrize(
-    ("change", "outcome"),
-    [
-        ({"payment_status": "unpaid"}, "not_paid"),
-        ({"payment_status": "no_payment_required"}, "not_paid"),
-        ({"metadata": {"user_id": "u-x", "package_id": "diamond"}}, "unknown_package"),
-        ({"metadata": {"package_id": "standard"}}, "missing_metadata"),
-        ({"metadata": {"user_id": "u-x"}}, "missing_metadata"),
-        ({"metadata": {"user_id": "u x/../y", "package_id": "standard"}}, "missing_metadata"),
-        ({"metadata": None}, "missing_metadata"),
-    ],
-)
+NOT_CREDITABLE = {
+    "unpaid": ({"payment_status": "unpaid"}, "not_paid"),
+    "no payment required": ({"payment_status": "no_payment_required"}, "not_paid"),
+    "unknown package": ({"metadata": {"user_id": "u-x", "package_id": "diamond"}}, "unknown_package"),
+    "no user": ({"metadata": {"package_id": "standard"}}, "missing_metadata"),
+    "no package": ({"metadata": {"user_id": "u-x"}}, "missing_metadata"),
+    "malformed user": ({"metadata": {"user_id": "u x/../y", "package_id": "standard"}}, "missing_metadata"),
+    "no metadata": ({"metadata": None}, "missing_metadata"),
+}
+
+
 def test_sessions_that_cannot_be_credited_answer_200_are_recorded_and_counted(
-    change: dict[str, Any],
-    outcome: str,
     stripe_api: StripeSender,
     user: Client,
     aws: dict[str, Any],
     capsys: pytest.CaptureFixture[str],
+    subtests: pytest.Subtests,
 ) -> None:
-    payment = Payment(user.sub)
-    event = payment.completed(**change)
-    capsys.readouterr()
-    assert_received(stripe_api.send(event))
-    metrics = emitted_metrics(capsys.readouterr().out)
-    assert metrics.get("StripePurchasesNotCredited") == 1
-    assert "StripePurchasesCredited" not in metrics
-    assert entries(aws, user.sub) == [] and entries(aws, "u-x") == []
-    record = event_record(aws, event["id"])
-    assert record is not None
-    assert (record["outcome"], record["payment_id"]) == (outcome, payment.payment_intent)
-    assert "entry_id" not in record and record["detail"]
+    for case, (change, outcome) in NOT_CREDITABLE.items():  # one world for all: each has its own payment
+        with subtests.test(case):
+            payment = Payment(user.sub)
+            event = payment.completed(**change)
+            capsys.readouterr()
+            assert_received(stripe_api.send(event))
+            metrics = emitted_metrics(capsys.readouterr().out)
+            assert metrics.get("StripePurchasesNotCredited") == 1
+            assert "StripePurchasesCredited" not in metrics
+            assert entries(aws, user.sub) == [] and entries(aws, "u-x") == []
+            record = event_record(aws, event["id"])
+            assert record is not None
+            assert (record["outcome"], record["payment_id"]) == (outcome, payment.payment_intent)
+            assert "entry_id" not in record and record["detail"]
     assert_account_consistent(aws["dynamodb"], STACK, user.sub)
 
 
@@ -387,17 +387,18 @@ BAD_DELIVERIES = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_DELIVERIES))
 def test_bad_signatures_get_400_and_move_nothing(
-    case: str, stripe_api: StripeSender, user: Client, aws: dict[str, Any]
+    stripe_api: StripeSender, user: Client, aws: dict[str, Any], subtests: pytest.Subtests
 ) -> None:
-    event = Payment(user.sub).completed()
-    response = BAD_DELIVERIES[case](stripe_api, event)
-    assert_problem(response, 400, "invalid_signature")
-    assert stripe_api.secret not in response.body
-    assert balance(user) == 0
-    assert entries(aws, user.sub) == []
-    assert event_record(aws, event["id"]) is None
+    for case, deliver in BAD_DELIVERIES.items():  # one world for all: each has its own event
+        with subtests.test(case):
+            event = Payment(user.sub).completed()
+            response = deliver(stripe_api, event)
+            assert_problem(response, 400, "invalid_signature")
+            assert stripe_api.secret not in response.body
+            assert balance(user) == 0
+            assert entries(aws, user.sub) == []
+            assert event_record(aws, event["id"]) is None
 
 
 def test_a_signature_within_the_tolerance_is_accepted(
