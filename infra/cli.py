@@ -265,11 +265,14 @@ def stripe_signature(payload: bytes, secret: str, *, timestamp: int | None = Non
 
 
 def checkout_completed_event(
-    user: str, package: dict[str, Any], *, now: int | None = None, session_id: str | None = None
+    user: str, package: dict[str, Any], *, now: int | None = None, payment_id: str | None = None
 ) -> dict[str, Any]:
-    """A `checkout.session.completed` event as Stripe sends it, paid, for one package."""
+    """A `checkout.session.completed` event as Stripe sends it, paid, for one package.
+
+    `payment_id` names the payment (Stripe credits once per payment); default a new one.
+    """
     created = int(now if now is not None else time.time())
-    session = session_id or f"cs_test_{secrets.token_hex(12)}"
+    payment = payment_id or secrets.token_hex(12)
     return {
         "id": f"evt_{secrets.token_hex(12)}",
         "object": "event",
@@ -281,7 +284,7 @@ def checkout_completed_event(
         "type": "checkout.session.completed",
         "data": {
             "object": {
-                "id": session,
+                "id": f"cs_test_{payment}",
                 "object": "checkout.session",
                 "mode": "payment",
                 "status": "complete",
@@ -291,7 +294,7 @@ def checkout_completed_event(
                 "currency": package["price"]["currency"],
                 "client_reference_id": user,
                 "customer": None,
-                "payment_intent": f"pi_{secrets.token_hex(12)}",
+                "payment_intent": f"pi_{payment}",
                 "created": created,
                 "livemode": False,
                 "metadata": {"user_id": user, "package_id": package["package_id"]},

@@ -13,9 +13,10 @@ signed with the local development key (``infra.devauth``; ``tokenledger token <u
 Their claims reach the handlers as API Gateway passes them; a missing or bad token is 401.
 
 Engines: ``moto`` (default, in memory); ``dynamodb-local`` puts DynamoDB on AWS's DynamoDB
-Local (``--data-dir`` keeps its data between runs) while S3 and Secrets Manager stay on moto;
-``endpoint`` uses no moto at all and talks to whatever ``AWS_ENDPOINT_URL`` /
-``AWS_ENDPOINT_URL_DYNAMODB`` name (LocalStack, a moto server), creating missing resources.
+Local, started here (``--data-dir`` keeps its data between runs) or the one that
+``AWS_ENDPOINT_URL_DYNAMODB`` names, while S3 and Secrets Manager stay on moto; ``endpoint``
+uses no moto at all and talks to whatever ``AWS_ENDPOINT_URL`` names (LocalStack, a moto
+server), creating the template's resources that are missing.
 
 Also served: ``/docs`` (Swagger UI, from the pinned npm package swagger-ui-dist),
 ``/openapi.json`` (generated from the handlers), ``/healthz``.
@@ -103,6 +104,7 @@ class LocalStack:
         self.swagger_dir: Path | None = None
         self.swagger_error: str | None = None
         self.ready = threading.Event()
+        self.external_dynamodb: str | None = None
 
     def start(self) -> LocalStack:
         import boto3
@@ -116,7 +118,7 @@ class LocalStack:
 
             make_moto_atomic()
             self._exit.enter_context(mock_aws())
-        if self.engine == "dynamodb-local":
+        if self.engine == "dynamodb-local" and self.external_dynamodb is None:
             from infra.dynamodb_local import DynamoDBLocal
 
             ddb = self._exit.enter_context(DynamoDBLocal(data_dir=self.data_dir))
@@ -136,17 +138,24 @@ class LocalStack:
     def _environment(self) -> None:
         """What Lambda would set, plus quiet Powertools; names come from the template."""
         if self.engine == "endpoint":
-            if not any(os.environ.get(name) for name in ENDPOINT_VARS):
+            if not os.environ.get("AWS_ENDPOINT_URL"):
                 raise ValueError(
-                    "--engine endpoint needs AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_DYNAMODB) naming a local "
-                    "endpoint; to use AWS itself, deploy with `sam deploy` and point `tokenledger --url` at the API"
+                    "--engine endpoint needs AWS_ENDPOINT_URL naming a local endpoint for DynamoDB, S3 and "
+                    "Secrets Manager (LocalStack, a moto server); for AWS itself deploy with `sam deploy` "
+                    "and point `tokenledger --url` at the API (docs/local.md)"
                 )
             os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
             os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         else:
-            # moto must see every call: an endpoint variable left in the shell would bypass it.
+            # moto must see every call: an endpoint variable left in the shell would bypass it,
+            # except a DynamoDB Local the caller runs itself (--engine dynamodb-local).
+            self.external_dynamodb = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") if self.engine != "moto" else None
+            if self.external_dynamodb and self.data_dir is not None:
+                raise ValueError("--data-dir starts our own DynamoDB Local; unset AWS_ENDPOINT_URL_DYNAMODB to use it")
             for name in ENDPOINT_VARS:
                 os.environ.pop(name, None)
+            if self.external_dynamodb:
+                os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = self.external_dynamodb
         os.environ.setdefault("AWS_DEFAULT_REGION", LOCAL_REGION)
         os.environ.setdefault("AWS_REGION", os.environ["AWS_DEFAULT_REGION"])
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
@@ -231,6 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         started = time.perf_counter()
         self._who = ""
+        self._logged = not self.server.quiet and self.server.local.ready.is_set()  # demo data shows a bar
         url = urlsplit(self.path)
         path = url.path
         length = int(self.headers.get("content-length") or 0)
@@ -344,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
         return status
 
     def _log(self, status: int, started: float) -> None:
-        if self.server.quiet or not self.server.local.ready.is_set():  # the demo data shows a progress bar
+        if not self._logged:
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
         line = f"{time.strftime('%H:%M:%S')}  {status}  {self.command:<6} {self.path}  {elapsed_ms:.0f} ms"
@@ -379,27 +389,28 @@ def seed_demo(url: str, local: LocalStack, *, stream: Any = None) -> list[dict[s
         ("carol", "grant", 50),
     ]
     with Progress("seeding demo data", len(steps), stream=stream) as progress:
-        for user, action, arg in steps:
+        for number, (user, action, arg) in enumerate(steps):
+            # Fixed keys and payment ids: seeding kept data again (--data-dir) moves nothing twice.
+            key = f"demo-seed-{number}"
             if action == "purchase":
                 credited = False
                 if has_stripe:
+                    event = checkout_completed_event(user, packages[arg], payment_id=f"demo_{user}_{arg}")
                     with contextlib.suppress(ApiRefused):
-                        before = client.balance(user)["balance"]
-                        client.post_stripe_event(
-                            checkout_completed_event(user, packages[arg]), local.stripe_signing_secret
-                        )
-                        credited = client.balance(user)["balance"] > before
-                if not credited:  # no Stripe function (yet): an admin grant stands in for the purchase
+                        client.post_stripe_event(event, local.stripe_signing_secret)
+                        credited = True
+                if not credited:  # no Stripe function: an admin grant stands in for the purchase
                     reason = f"demo: stands in for a Stripe purchase of {arg}"
-                    client.admin_entry(user, "grant", packages[arg]["tokens"], reason=reason)
+                    client.admin_entry(user, "grant", packages[arg]["tokens"], reason=reason, key=key)
             elif action == "commit":
                 prediction, amount = arg
-                client.commit(user, prediction, amount)
+                client.commit(user, prediction, amount, key=key)
             elif action == "payout":
                 prediction, amount = arg
-                client.admin_entry(user, "payout", amount, reason="demo: prediction won", related_id=prediction)
+                reason = "demo: prediction won"
+                client.admin_entry(user, "payout", amount, reason=reason, related_id=prediction, key=key)
             else:
-                client.admin_entry(user, "grant", arg, reason="demo: welcome grant")
+                client.admin_entry(user, "grant", arg, reason="demo: welcome grant", key=key)
             progress.advance()
     return [client.balance(user) for user in ("alice", "bob", "carol")]
 
@@ -421,9 +432,13 @@ def first_screen(url: str, local: LocalStack, seeded: list[dict[str, Any]] | Non
     engine = {
         "moto": "embedded moto (DynamoDB, S3, Secrets Manager), in memory",
         "dynamodb-local": f"DynamoDB Local at {local.dynamodb_endpoint}"
-        + (f", data in {local.data_dir}" if local.data_dir else ", in memory")
+        + (
+            " (yours, from AWS_ENDPOINT_URL_DYNAMODB)"
+            if local.external_dynamodb
+            else (f", data in {local.data_dir}" if local.data_dir else ", in memory")
+        )
         + "; S3 and Secrets Manager on embedded moto",
-        "endpoint": f"the endpoint {local.dynamodb_endpoint}",
+        "endpoint": f"{local.dynamodb_endpoint} (AWS_ENDPOINT_URL), no moto",
     }[local.engine]
     routes = local.stack.routes()
     lines = [
@@ -433,7 +448,7 @@ def first_screen(url: str, local: LocalStack, seeded: list[dict[str, Any]] | Non
         f"  API      {url}",
         f"  Docs     {url}/docs   (OpenAPI document: {url}/openapi.json)",
         f"  Engine   {engine}",
-        f"  Routes   {len(routes)} from template.yaml (JWT = needs a bearer token):",
+        f"  Routes   {len(routes)} from template.yaml, each behind a bearer token unless marked:",
     ]
     lines += [f"             {r.method:<5} {r.path}{'' if r.authorized else '   (no JWT)'}" for r in routes]
     if local.swagger_error:
