@@ -6,6 +6,8 @@ The whole event is never logged (it carries customer data); only ids, type and o
 
 from __future__ import annotations
 
+import base64
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -35,7 +37,7 @@ webhook = build_stripe_webhook_from_env()
 def receive_stripe_event() -> Response[dict]:
     metrics.add_metric(name="StripeDeliveries", unit=MetricUnit.Count, value=1)
     try:
-        event = webhook.verifier.verify(app.current_event.decoded_body or "", header(app, "Stripe-Signature"))
+        event = webhook.verifier.verify(raw_body(), header(app, "Stripe-Signature"))
     except InvalidSignature:
         metrics.add_metric(name="StripeInvalidSignatures", unit=MetricUnit.Count, value=1)
         raise
@@ -55,6 +57,12 @@ def receive_stripe_event() -> Response[dict]:
     if record.retry_later:
         raise PurchaseNotRecorded(f"no purchase is recorded for payment {record.payment_id} yet; retry later")
     return json_response(200, {"received": True})
+
+
+def raw_body() -> str | bytes:
+    """The body exactly as sent: bytes when API Gateway base64-encoded it (verified, then decoded)."""
+    body = app.current_event.body or ""
+    return base64.b64decode(body) if app.current_event.is_base64_encoded else body
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

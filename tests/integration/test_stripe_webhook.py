@@ -384,6 +384,9 @@ BAD_DELIVERIES = {
     "no v1 signature": _signed_twice,
     "non-JSON body, signed": lambda s, e: s.send(body="not json {"),
     "JSON that is no event, signed": lambda s, e: s.send(body='["evt_1"]'),
+    "binary body, not UTF-8": lambda s, e: s.api.request(
+        "POST", ROUTE, headers={"stripe-signature": "t=1,v1=00"}, body=b"\xff\xfe" + json.dumps(e).encode()
+    ),
 }
 
 
@@ -405,6 +408,15 @@ def test_a_signature_within_the_tolerance_is_accepted(
     stripe_api: StripeSender, user: Client, aws: dict[str, Any]
 ) -> None:
     assert_received(stripe_api.send(Payment(user.sub).completed(), timestamp=int(time.time()) - 240))
+    assert balance(user) == 550
+
+
+def test_a_base64_encoded_delivery_is_verified_on_its_raw_bytes(
+    stripe_api: StripeSender, user: Client, aws: dict[str, Any]
+) -> None:
+    payload = json.dumps(Payment(user.sub).completed())
+    headers = {"stripe-signature": stripe_signature(payload, stripe_api.secret)}
+    assert_received(stripe_api.api.request("POST", ROUTE, headers=headers, body=payload.encode()))
     assert balance(user) == 550
 
 
