@@ -40,3 +40,10 @@ clean:
 .PHONY: openapi
 openapi: $(STAMP)
 	$(BIN)/python -m infra.openapi
+
+# Benchmarks (docs/benchmarks.md): prints the tables and writes bench/results.json; never fails on a time.
+# BENCH_ARGS=--quick for fewer samples (CI); --skip SECTION... to leave sections out.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
