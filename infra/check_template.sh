@@ -58,8 +58,8 @@ find_python312() {
 
 echo "== cfn-lint $CFN_LINT_VERSION"
 CFN_LINT_BIN=$(tool_venv cfn-lint "$CFN_LINT_VERSION")
-# --include-checks I: informational findings (e.g. a stateful resource without an explicit
-# DeletionPolicy) fail too. Exit code is non-zero on any finding.
+# --include-checks I (as in .cfnlintrc): informational findings (e.g. a stateful resource
+# without an explicit DeletionPolicy) fail too. Exit code is non-zero on any finding.
 "$CFN_LINT_BIN/cfn-lint" --include-checks I -- "$TEMPLATE"
 echo "cfn-lint: no errors, warnings or informational findings"
 
