@@ -13,9 +13,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from tokenledger.config import build_ledger_from_env
-from tokenledger.domain.errors import BatchTooLarge, LedgerError, ValidationFailed
+from tokenledger.domain.errors import ValidationFailed
 from tokenledger.domain.model import ID_CHARS_MAX, EntryType, check_amount
-from tokenledger.http.api import caller, idempotency_scope, json_response, make_resolver, problem, write_response
+from tokenledger.http.api import caller, idempotency_scope, json_response, make_resolver, write_response
 from tokenledger.http.schemas import (
     ID_PATTERN,
     AdminEntryIn,
@@ -103,16 +103,6 @@ class BalanceRowOut(BaseModel):
 class BalancesOut(BaseModel):
     balances: list[BalanceRowOut]
     total: int
-
-
-@app.exception_handler(BatchTooLarge)
-def _batch_too_large(error: BatchTooLarge) -> Response:
-    # Raised while the body is parsed, which runs before the identity check: 401/403 still come first.
-    try:
-        caller(app)
-    except LedgerError as refused:
-        return problem(refused)
-    return problem(error)
 
 
 @app.post(

@@ -128,7 +128,8 @@ def make_resolver() -> APIGatewayHttpResolver:
 
     @app.exception_handler(LedgerError)
     def _ledger_error(error: LedgerError) -> Response:
-        return problem(error)
+        # Also raised while the body is parsed (e.g. batch_too_large), before the identity check.
+        return _identity_problem(app) or problem(error)
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response:
