@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from tokenledger.adapters.dynamodb import RELATED_ID_INDEX, AttributeMap, entry_from_item
+from tokenledger.adapters.dynamodb import RELATED_ID_INDEX, AttributeMap, _plain_to_attr, entry_from_item
 from tokenledger.domain.model import Entry
 
 if TYPE_CHECKING:
@@ -23,10 +23,6 @@ if TYPE_CHECKING:
 PAYMENT_INDEX = "by-payment"
 PAYMENT_OUTCOMES_MAX = 100  # events read per payment (a payment has a handful)
 EVENT_KEY = "event_id"
-# Fields of EventRecord stored as they are; the rest of the item is bookkeeping.
-_NUMBER_FIELDS = frozenset(
-    {"stripe_created", "amount", "amount_refunded", "entry_seq", "tokens", "unrecovered", "clawback_level"}
-)
 
 
 class DynamoStripeStore:
@@ -82,10 +78,9 @@ class DynamoStripeStore:
 
     def record_event(self, record: EventRecord, *, processed_at: str) -> None:
         """One UpdateItem: the latest processing's fields (absent ones removed), deliveries counted."""
-        names: dict[str, str] = {"#deliveries": "deliveries", "#first": "first_processed_at"}
+        names = {"#deliveries": "deliveries", "#first": "first_processed_at", "#last": "last_processed_at"}
         values: AttributeMap = {":one": {"N": "1"}, ":now": {"S": processed_at}}
         sets = ["#first = if_not_exists(#first, :now)", "#last = :now"]
-        names["#last"] = "last_processed_at"
         removes = []
         for number, spec in enumerate(fields(record)):
             if spec.name == EVENT_KEY:
@@ -95,7 +90,7 @@ class DynamoStripeStore:
             if value is None:
                 removes.append(f"#f{number}")
                 continue
-            values[f":v{number}"] = _attribute(spec.name, value)
+            values[f":v{number}"] = _plain_to_attr(value)
             sets.append(f"#f{number} = :v{number}")
         expression = "SET " + ", ".join(sets) + " ADD #deliveries :one"
         if removes:
@@ -107,14 +102,6 @@ class DynamoStripeStore:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
-
-
-def _attribute(name: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if name in _NUMBER_FIELDS:
-        return {"N": str(int(value))}
-    return {"S": str(value)}
 
 
 @dataclass(frozen=True, slots=True)
