@@ -143,6 +143,12 @@ def _print_chunk(outcome: ChunkOutcome) -> None:
     )
 
 
+def _chunk_size(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= BATCH_OPERATIONS_MAX:
+        raise argparse.ArgumentTypeError(f"must be 1..{BATCH_OPERATIONS_MAX}, not {raw!r}")
+    return int(raw)
+
+
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prediction_id", help="the prediction settled (the entries' related_id)")
     parser.add_argument("--payouts", required=True, help="CSV with header user_id,amount[,type]")
@@ -151,7 +157,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settlement-id", help="names this settlement's progress (default: the prediction id)")
     parser.add_argument(
         "--chunk-size",
-        type=int,
+        type=_chunk_size,
         default=BATCH_OPERATIONS_MAX,
         help=f"payouts per transaction, 1..{BATCH_OPERATIONS_MAX} (fixed for a settlement once started)",
     )

@@ -188,6 +188,10 @@ def test_the_command_refuses_a_bad_file(aws: Any, tmp_path: Path, capsys: pytest
     for name, (header, rows) in cases.items():
         codes[name] = settle.main([*base, "--payouts", str(write_csv(tmp_path / name, rows, header))])
     assert codes == {"negative.csv": 2, "header.csv": 2, "bad-id.csv": 2, "type.csv": 0}
+    for size in ("0", "50", "x"):
+        with pytest.raises(SystemExit) as usage:
+            settle.main([*base, "--payouts", str(tmp_path / "type.csv"), "--chunk-size", size])
+        assert usage.value.code == 2
     refund = write_csv(tmp_path / "commitment.csv", [("u-2", 5)], "user_id,amount,type")
     refund.write_text("user_id,amount,type\nu-2,5,commitment\n", encoding="utf-8")
     assert settle.main([*base, "--payouts", str(refund)]) == 2
