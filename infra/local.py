@@ -96,6 +96,7 @@ class LocalStack:
         self.log_level = log_level.upper()
         self.stack = stack or Stack()
         self.stripe_signing_secret = devauth.stripe_webhook_secret()
+        devauth.signing_key()  # created now, before any `tokenledger token` races to make one
         self._exit = contextlib.ExitStack()
         self.api: Any = None
         self.dynamodb_endpoint: str | None = None
