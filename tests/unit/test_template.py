@@ -137,8 +137,8 @@ def http_routes() -> list[tuple[str, str, dict[str, Any]]]:
 # ------------------------------------------------------------------ least privilege
 
 
-@pytest.mark.parametrize("function", sorted(FUNCTIONS))
-def test_function_policy_names_every_action_and_resource_without_wildcards(function: str) -> None:
+@pytest.mark.parametrize("function", sorted(FUNCTIONS) + sorted(STATE_MACHINES))
+def test_policy_names_every_action_and_resource_without_wildcards(function: str) -> None:
     found = statements(function)
     assert found, f"{function} has no inline policy: SAM would give it no access, or someone adds a managed one"
     for statement in found:
@@ -207,6 +207,17 @@ def test_function_sets_its_own_timeout_and_memory(function: str) -> None:
         assert timeout < API_INTEGRATION_TIMEOUT_S, f"{function}: the HTTP API stops waiting after 30 s"
     if events(function, "Cognito"):
         assert timeout <= COGNITO_TRIGGER_TIMEOUT_S, f"{function}: Cognito stops waiting after 5 s"
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_function_logs_have_a_retention(function: str) -> None:
+    groups = [
+        props(group)
+        for group in of_type("AWS::Logs::LogGroup")
+        if props(group).get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+    ]
+    assert groups, f"{function}: declare /aws/lambda/${{{function}}} (else Lambda keeps its logs forever)"
+    assert 30 <= int(groups[0]["RetentionInDays"]) <= 3653
 
 
 def test_shared_layer_builds_for_the_functions_runtime_and_architecture() -> None:
