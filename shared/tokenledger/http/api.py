@@ -162,6 +162,14 @@ def make_resolver() -> APIGatewayHttpResolver:
         }
         return Response(status_code=500, content_type=PROBLEM_JSON, body=json.dumps(body))
 
+    @app.exception_handler(ValueError)
+    def _unparsable_body(error: ValueError) -> Response:
+        # Powertools parses multipart/form-data before any route code runs and raises a bare
+        # ValueError when the boundary is missing: bad input (415), never a 5xx.
+        if (header(app, "Content-Type") or "").strip().lower().startswith("multipart/"):
+            return _identity_problem(app) or problem(UnsupportedMediaType("send the body as application/json"))
+        return _unexpected(error)
+
     return app
 
 
