@@ -278,6 +278,7 @@ class PartialReport:
     findings: list[Finding] = field(default_factory=list)
     findings_by_kind: Counter[str] = field(default_factory=Counter)
     checks_skipped: list[str] = field(default_factory=list)
+    exact_rechecks: int = 0  # accounts read again exactly (suspicion, concurrent writes, misaligned segments)
 
     def add(self, finding: Finding) -> None:
         self.findings_by_kind[str(finding.kind)] += 1
@@ -294,6 +295,7 @@ class PartialReport:
             "inconsistencies": [f.to_api() for f in self.findings],
             "findings_by_kind": dict(self.findings_by_kind),
             "checks_skipped": list(self.checks_skipped),
+            "exact_rechecks": self.exact_rechecks,
         }
 
     @classmethod
@@ -304,6 +306,7 @@ class PartialReport:
             tokens_outstanding=int(data["tokens_outstanding"]),
             unrecovered_chargebacks=int(data["unrecovered_chargebacks"]),
             checks_skipped=list(data.get("checks_skipped", [])),
+            exact_rechecks=int(data.get("exact_rechecks", 0)),
         )
         part.totals_by_type.update({k: int(v) for k, v in data["totals_by_type"].items()})
         part.findings = [Finding(f["user_id"], FindingKind(f["kind"]), f["detail"]) for f in data["inconsistencies"]]
@@ -315,6 +318,7 @@ class PartialReport:
         self.entries_checked += other.entries_checked
         self.tokens_outstanding += other.tokens_outstanding
         self.unrecovered_chargebacks += other.unrecovered_chargebacks
+        self.exact_rechecks += other.exact_rechecks
         for kind, total in other.totals_by_type.items():
             self.totals_by_type[kind] = self.totals_by_type.get(kind, 0) + total
         seen = {(f.user_id, f.kind, f.detail) for f in self.findings}
@@ -407,25 +411,29 @@ class Reconciler:
             streamed.finish()
             check = streamed
             if streamed.disordered or streamed.has_chain_findings:
-                check, _ = check_account_exactly(self.probe, user_id)
+                check, _ = self._recheck(user_id)
             elif streamed.beyond_cut_seq:
                 # Entries above the cut: written after it (fine), or the account item is behind
                 # its chain (drift). The transaction that wrote them moved the account too.
                 later = self.probe.get_account(user_id)
                 if later is None or later.version < streamed.beyond_cut_seq:
-                    check, _ = check_account_exactly(self.probe, user_id)
+                    check, _ = self._recheck(user_id)
             for kind, detail in check.findings or ():
                 self.report.add(Finding(user_id, kind, detail))
         self._checks.clear()
         for user_id, top_seq in self._strays.items():
             # Entries of an account the cut did not see: created after it (a concurrent
             # write), held by another segment's cut, or orphans. Only an exact check can tell.
-            check, account = check_account_exactly(self.probe, user_id)
+            check, account = self._recheck(user_id)
             if account is not None and account.version >= top_seq:
                 self.report.entries_checked += check.entries
             for kind, detail in check.findings or ():
                 self.report.add(Finding(user_id, kind, detail))
         self._strays.clear()
+
+    def _recheck(self, user_id: str) -> tuple[ChainCheck, Account | None]:
+        self.report.exact_rechecks += 1
+        return check_account_exactly(self.probe, user_id)
 
     # -------------------------------------------------------------- phase 3: idempotency records
     def check_idempotency(self, record_pages: Iterable[Sequence[IdempotencyRecord]]) -> None:
@@ -471,7 +479,7 @@ class Reconciler:
         for page in payment_pages:
             for record in page:
                 done += 1
-                if record.outcome == "credited":
+                if record.outcome in CREDITING_OUTCOMES:
                     credited.append(record)
                 elif record.outcome in REFUSED_OUTCOMES and record.payment_id:
                     refused.append(record)
@@ -486,7 +494,7 @@ class Reconciler:
         self._check_refused(refused)
 
     def _check_credited(self, records: list[PaymentRecord]) -> None:
-        """The entry a `credited` record names must exist (it committed before the record was written)."""
+        """The purchase a crediting record names must exist (it committed before the record was written)."""
         if not records:
             return
         refs = [r.entry_ref for r in records if r.entry_ref is not None]
@@ -566,6 +574,7 @@ def build_report(
         "snapshot_key": snapshot_key,
         "findings_by_kind": body["findings_by_kind"],
         "checks_skipped": body["checks_skipped"],
+        "exact_rechecks": body["exact_rechecks"],
     }
 
 
