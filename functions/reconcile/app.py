@@ -57,14 +57,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     action = event.get("action") if isinstance(event, dict) else None
     segments = wiring.settings.segments
     if action == "plan":
+        metrics.add_metric(name="FanOutRunsPlanned", unit=MetricUnit.Count, value=1)
         return run.plan(total_segments=segments, ranges=int(event.get("ranges", 1)))
     if action == "audit":
-        return run.audit_range(
+        part = run.audit_range(
             run_id=str(event["run_id"]),
             start=int(event["start"]),
             end=int(event["end"]),
             total_segments=int(event["total_segments"]),
         )
+        metrics.add_metric(name="FanOutRangesAudited", unit=MetricUnit.Count, value=1)
+        return part
     if action == "merge":
         ranges = [(int(r["start"]), int(r["end"])) for r in event["ranges"]]
         report = run.merge(run_id=str(event["run_id"]), started_at=str(event["started_at"]), ranges=ranges)

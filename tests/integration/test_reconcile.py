@@ -18,6 +18,7 @@ import pytest
 from infra.api import LocalApi
 from infra.template import LOCAL_REGION
 from tests.conftest import STACK, Client
+from tests.integration.test_stripe_webhook import Payment, StripeSender, secret, stripe_api  # noqa: F401 (fixtures)
 from tests.invariants import assert_account_consistent
 from tokenledger.adapters import scan as scan_module
 from tokenledger.adapters.dynamodb import entry_to_item
@@ -416,6 +417,36 @@ def test_unrecovered_chargebacks_are_reported_without_making_the_run_unhealthy(a
     assert report["unrecovered_chargebacks"] == 90
     assert kinds(report) == {"unrecovered_chargeback"}
     assert report["healthy"] is True
+
+
+def test_stripe_purchases_refunds_and_disputes_from_the_real_webhook_reconcile(
+    api: LocalApi,
+    stripe_api: StripeSender,  # noqa: F811 - the Stripe tests' fixture, imported above
+    aws: Any,
+) -> None:
+    buyer, refunded, refused = new_user(), new_user(), new_user()
+    disputed = Payment(buyer)  # standard: 550 tokens
+    assert stripe_api.send(disputed.completed()).status == 200
+    assert stripe_api.send(disputed.async_succeeded()).status == 200  # the other session event: credits nothing
+    spend(api, buyer, 500)
+    assert stripe_api.send(disputed.disputed()).status == 200  # 550 due, 50 left: 500 unrecovered
+    partly = Payment(refunded)
+    assert stripe_api.send(partly.completed()).status == 200
+    assert stripe_api.send(partly.refunded(1000)).status == 200
+    assert reconcile(api)["healthy"] is True
+    assert stripe_api.send(Payment(refused, package_id="no-such-pack").completed()).status == 200
+
+    report = reconcile(api)
+
+    assert report["totals_by_type"]["purchase"] == 1100
+    assert report["unrecovered_chargebacks"] == 500
+    assert {(f["user_id"], f["kind"]) for f in report["inconsistencies"]} == {
+        (buyer, "unrecovered_chargeback"),
+        (refused, "payment_without_purchase"),
+    }
+    assert report["checks_skipped"] == []
+    for user_id in (buyer, refunded):
+        assert_account_consistent(aws["dynamodb"], STACK, user_id)
 
 
 # ---------------------------------------------------------------- a consistent cut without locks
