@@ -24,3 +24,18 @@ def test_regression_multipart_without_boundary_still_401_without_a_token(anonymo
     response = anonymous.post("/v1/commitments", raw="x", headers={"content-type": "multipart/form-data"})
     assert response.status == 401, response.body
     assert json.loads(response.body)["code"] == "unauthorized"
+
+
+def test_regression_a_body_that_is_not_utf8_is_422_not_500(admin: Client, user_id: str) -> None:
+    """Found by schemathesis: a JSON POST whose bytes are not UTF-8 (API Gateway hands them over
+    base64-encoded) made Powertools raise UnicodeDecodeError while parsing: 500. Now 422."""
+    response = admin.api.request(
+        "POST",
+        f"/v1/admin/accounts/{user_id}/entries",
+        claims=admin.claims,
+        headers={"content-type": "application/json", "idempotency-key": "k-not-utf8"},
+        body=b"W\xf15Z\xd5\x99",
+    )
+    assert response.status == 422, response.body
+    assert response.json["code"] == "validation_error"
+    assert admin.get("/v1/admin/balances", user_ids=user_id).json["balances"][0]["version"] == 0

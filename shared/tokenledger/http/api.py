@@ -164,10 +164,13 @@ def make_resolver() -> APIGatewayHttpResolver:
 
     @app.exception_handler(ValueError)
     def _unparsable_body(error: ValueError) -> Response:
-        # Powertools parses multipart/form-data before any route code runs and raises a bare
-        # ValueError when the boundary is missing: bad input (415), never a 5xx.
+        # Powertools parses the body before any route code runs and lets two ValueErrors out:
+        # multipart/form-data without a boundary, and a body that is not UTF-8. Bad input, never a 5xx.
         if (header(app, "Content-Type") or "").strip().lower().startswith("multipart/"):
             return _identity_problem(app) or problem(UnsupportedMediaType("send the body as application/json"))
+        if isinstance(error, UnicodeDecodeError):
+            invalid = ValidationFailed("the body is not UTF-8 JSON", errors=[{"loc": ["body"], "type": "json_invalid"}])
+            return _identity_problem(app) or problem(invalid)
         return _unexpected(error)
 
     return app
