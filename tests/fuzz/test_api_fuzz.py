@@ -1,0 +1,139 @@
+"""API fuzzing: schemathesis generates requests from the OpenAPI document and calls the real handlers.
+
+Every response must be no 5xx, a documented status, the documented content type, and match
+the documented schema. Requests carry a bearer token of a user (user routes) or an admin
+(admin routes) and a fresh Idempotency-Key, so generation reaches the handlers' own
+validation and the ledger, not only the 401s; the Stripe webhook gets no signature and must
+answer 400, never 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from infra.api import LocalApi
+from infra.template import LOCAL_REGION
+from infra.world import create_buckets, create_secrets, create_tables, make_moto_atomic
+from tests.conftest import STACK
+from tests.fuzz.wsgi import LocalApiWsgi
+from tests.invariants import assert_account_consistent
+
+EXAMPLES_PER_OPERATION = 50
+FUZZ_USER = "u-fuzz-1"
+FUZZ_ADMIN = "admin-fuzz-1"
+
+
+# Gaps between docs/openapi.json and what the handlers answer, found by this fuzzer and reported
+# to the route owners; tolerated here only as listed (operation, status[, content type]), so
+# that anything new still fails. Remove an entry once its route documents the answer.
+KNOWN_UNDOCUMENTED_STATUS: dict[str, set[int]] = {
+    "GET /v1/admin/accounts/{user_id}/audit": {200},  # functions/audit: no ok_response for the 200
+    "POST /v1/admin/accounts/{user_id}/repair": {200},  # functions/audit: no ok_response for the 200
+    "GET /v1/admin/reports/latest": {200},  # functions/audit: no ok_response for the 200
+}
+KNOWN_UNDOCUMENTED_CONTENT_TYPE: dict[str, set[tuple[int, str]]] = {
+    # functions/reads lists problem_responses(401, 404): Powertools documents its own 422 as JSON.
+    "GET /v1/transactions/{entry_id}": {(422, "application/problem+json")},
+}
+
+
+def _label(case: Any) -> str:
+    return f"{case.method.upper()} {case.operation.path}"
+
+
+def documented_status(ctx: Any, response: Any, case: Any) -> bool | None:
+    """`status_code_conformance`, except one answer every route may give: 404 `not_found` when a
+    path parameter holds characters no route matches (the router's "no such resource")."""
+    if response.status_code == 404 and "{" in case.operation.path:
+        body = response.json() if response.content else {}
+        if isinstance(body, dict) and body.get("code") == "not_found":
+            return None
+    if response.status_code in KNOWN_UNDOCUMENTED_STATUS.get(_label(case), set()):
+        return None
+    return status_code_conformance(ctx, response, case)
+
+
+def documented_content_type(ctx: Any, response: Any, case: Any) -> bool | None:
+    media = (response.headers.get("content-type") or [""])[0].split(";")[0].strip()
+    if (response.status_code, media) in KNOWN_UNDOCUMENTED_CONTENT_TYPE.get(_label(case), set()):
+        return None
+    return content_type_conformance(ctx, response, case)
+
+
+CHECKS = [
+    not_a_server_error,
+    documented_status,
+    documented_content_type,
+    response_schema_conformance,
+]
+
+
+def openapi_document() -> dict[str, Any]:
+    """docs/openapi.json as committed (a stale-check test keeps it equal to the code's)."""
+    from infra.openapi import DOCUMENT_PATH, build_document
+
+    if DOCUMENT_PATH.exists():
+        document: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text(encoding="utf-8"))
+        return document
+    return build_document(STACK)
+
+
+schema = schemathesis.openapi.from_dict(openapi_document())
+
+
+@pytest.fixture(scope="module")
+def wsgi_app() -> Iterator[LocalApiWsgi]:
+    """One moto world for the whole fuzz run, with a funded user so commitments can succeed."""
+    from moto import mock_aws
+
+    make_moto_atomic()
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
+        create_tables(STACK, dynamodb)
+        create_buckets(STACK, boto3.client("s3", region_name=LOCAL_REGION))
+        create_secrets(STACK, boto3.client("secretsmanager", region_name=LOCAL_REGION), {})
+        api = LocalApi(STACK)
+        grant = api.request(
+            "POST",
+            f"/v1/admin/accounts/{FUZZ_USER}/entries",
+            claims={"sub": FUZZ_ADMIN, "cognito:groups": "[admin]"},
+            headers={"content-type": "application/json", "idempotency-key": "fuzz-seed"},
+            body=json.dumps({"type": "grant", "amount": 1_000_000, "reason": "fuzz funds"}),
+        )
+        assert grant.status == 201, grant.body
+        app = LocalApiWsgi(api)
+        yield app
+        print("fuzz: responses by route and status:", dict(sorted(app.statuses.items())))
+        # Whatever the fuzzer sent, the ledger it touched is still consistent.
+        for user in {FUZZ_USER}:
+            assert_account_consistent(dynamodb, STACK, user)
+
+
+def request_headers(path: str) -> dict[str, str]:
+    sub = f"admin:{FUZZ_ADMIN}" if path.startswith("/v1/admin/") else f"user:{FUZZ_USER}"
+    return {"Authorization": f"Bearer {sub}", "Idempotency-Key": f"fuzz-{uuid.uuid4().hex}"}
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+)
+def test_every_documented_operation_answers_as_documented_never_5xx(case: Any, wsgi_app: LocalApiWsgi) -> None:
+    headers = {**(case.headers or {}), **request_headers(case.path)}
+    case.call_and_validate(base_url="http://localhost", app=wsgi_app, headers=headers, checks=CHECKS)
