@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import statistics
 import subprocess
@@ -45,13 +46,24 @@ LAYER_CACHE = REPO_ROOT / ".cache" / "bench-layer"
 PIP_TIMEOUT_S = 300
 
 
+def _layer_path() -> list[str]:
+    """The natively installed layer, when `measure` could install it (else the venv's packages)."""
+    layer = os.environ.get("BENCH_COLD_START_LAYER")
+    return [layer] if layer else []
+
+
+def _python() -> list[str]:
+    """`-S` (no site-packages) when the layer is on the path, as Lambda has only the layer."""
+    return [sys.executable, "-S"] if os.environ.get("BENCH_COLD_START_LAYER") else [sys.executable]
+
+
 def _env(spec: FunctionSpec | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env.update({k: v for k, v in BASE_ENV.items() if k != "POWERTOOLS_TRACE_DISABLED"})
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if "BENCH_COLD_START_ENDPOINT" in os.environ:
         env["AWS_ENDPOINT_URL"] = os.environ["BENCH_COLD_START_ENDPOINT"]
-    env["PYTHONPATH"] = str(REPO_ROOT / "shared")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "shared"), *_layer_path()])
     if spec is not None:
         env.update(spec.environment)
         env.update(
@@ -64,7 +76,7 @@ def _env(spec: FunctionSpec | None) -> dict[str, str]:
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
             }
         )
-        env["PYTHONPATH"] = os.pathsep.join([str(spec.code_dir), str(REPO_ROOT / "shared")])
+        env["PYTHONPATH"] = os.pathsep.join([str(spec.code_dir), str(REPO_ROOT / "shared"), *_layer_path()])
     return env
 
 
@@ -73,7 +85,7 @@ def _sample(spec: FunctionSpec | None) -> tuple[float, list[str]]:
     body = FLOOR_BODY if spec is None else HANDLER_BODY
     cwd = str(spec.code_dir) if spec is not None else str(REPO_ROOT)
     done = subprocess.run(
-        [sys.executable, "-c", _TIMER.format(body=body)],
+        [*_python(), "-c", _TIMER.format(body=body)],
         env=_env(spec),
         cwd=cwd,
         capture_output=True,
@@ -95,12 +107,21 @@ def measure(*, runs: int, breakdown_runs: int) -> dict[str, Any]:
     Some handlers call AWS while they import (e.g. DescribeTable); a moto server on this
     machine answers them, so those calls cost a local round trip here, a real one on AWS.
     """
+    layer, how = layer_dir("native")
     with _moto_server() as endpoint:
         os.environ["BENCH_COLD_START_ENDPOINT"] = endpoint
+        if layer is not None:
+            os.environ["BENCH_COLD_START_LAYER"] = str(layer)
         try:
-            return _measure(runs=runs, breakdown_runs=breakdown_runs)
+            figures = _measure(runs=runs, breakdown_runs=breakdown_runs)
         finally:
             os.environ.pop("BENCH_COLD_START_ENDPOINT", None)
+            os.environ.pop("BENCH_COLD_START_LAYER", None)
+    figures["_path"] = {
+        "packages": f"the layer alone, {how}" if layer else f"the development virtualenv ({how})",
+        "python": platform.python_version(),
+    }
+    return figures
 
 
 @contextlib.contextmanager
@@ -217,7 +238,7 @@ def breakdown(spec: FunctionSpec, modules: list[str], *, runs: int) -> list[dict
     samples: dict[str, list[float]] = defaultdict(list)
     for _ in range(runs):
         done = subprocess.run(
-            [sys.executable, "-c", script],
+            [*_python(), "-c", script],
             env=_env(spec),
             cwd=str(spec.code_dir),
             capture_output=True,
@@ -239,40 +260,32 @@ def _tree_bytes(path: Path) -> int:
     )
 
 
-def layer_dir() -> tuple[Path | None, str]:
-    """The layer as SAM would build it for arm64/python3.12, installed once and cached in .cache/."""
+def layer_dir(target_platform: str = "arm64") -> tuple[Path | None, str]:
+    """The layer's dependencies installed with `pip install --target`, once, cached in .cache/.
+
+    `arm64`: the wheels SAM would ship for arm64/python3.12 (for the size). `native`: wheels
+    for this interpreter (for the import timings: the layer alone on the path, as in Lambda,
+    not the development virtualenv with its extra packages).
+    """
     requirements = REPO_ROOT / "shared" / "requirements.txt"
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
-    target = LAYER_CACHE / digest
+    digest = hashlib.sha256(requirements.read_bytes() + target_platform.encode()).hexdigest()[:16]
+    target = LAYER_CACHE / f"{target_platform}-{digest}"
     if (target / ".complete").is_file():
-        return target, "arm64 manylinux wheels for cp312 (cached)"
+        return target, (target / ".complete").read_text().strip() + " (cached)"
     LAYER_CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="layer-", dir=LAYER_CACHE))
-    base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(work)]
-    arm = [
-        "--platform",
-        "manylinux2014_aarch64",
-        "--implementation",
-        "cp",
-        "--python-version",
-        "3.12",
-        "--only-binary=:all:",
-    ]
-    how = "arm64 manylinux wheels for cp312"
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(work)]
+    how = f"wheels for this interpreter (Python {sys.version_info.major}.{sys.version_info.minor})"
+    if target_platform == "arm64":
+        how = "arm64 manylinux wheels for cp312"
+        command += ["--platform", "manylinux2014_aarch64", "--implementation", "cp"]
+        command += ["--python-version", "3.12", "--only-binary=:all:"]
     done = subprocess.run(
-        [*base, *arm, "-r", str(requirements)], check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S
+        [*command, "-r", str(requirements)], check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S
     )
     if done.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)
-        work = Path(tempfile.mkdtemp(prefix="layer-", dir=LAYER_CACHE))
-        base[-1] = str(work)
-        how = "wheels for this machine (the arm64 download failed)"
-        done = subprocess.run(
-            [*base, "-r", str(requirements)], check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S
-        )
-        if done.returncode != 0:
-            shutil.rmtree(work, ignore_errors=True)
-            return None, "pip install failed: " + done.stderr.strip()[-300:]
+        return None, "pip install failed: " + done.stderr.strip()[-300:]
     (work / ".complete").write_text(how + "\n")
     if target.exists():
         shutil.rmtree(work, ignore_errors=True)
