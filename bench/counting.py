@@ -293,7 +293,7 @@ class CallRecorder:
 
 DIFFERENCE_REASONS = {
     "empty_read": "DynamoDB Local charges nothing for a Query or Scan that reads no item; "
-    "we charge the minimum unit, as AWS does for any read",
+    "we charge the minimum unit per request (an upper bound)",
     "refused": "refused request: the engine sends no ConsumedCapacity with an error, "
     "we price it as a failed conditional write (AWS bills those)",
     "batch_get_missing_keys": "DynamoDB Local charges nothing for BatchGetItem keys that do not exist; "
