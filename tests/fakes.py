@@ -45,6 +45,11 @@ class FakeRepository:
         found = self.idempotency.get(pk)
         return found[0] if found else None
 
+    def get_guard(self, pk: str) -> dict[str, Any] | None:
+        self.calls.append("get_guard")
+        found = self.guards.get(pk)
+        return dict(found) if found is not None else None
+
     def list_entries(
         self, user_id: str, *, before_seq: int | None, limit: int, entry_type: str | None
     ) -> tuple[list[Entry], int | None]:
