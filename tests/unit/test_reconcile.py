@@ -164,6 +164,25 @@ def test_a_write_after_the_cut_raises_nothing() -> None:
     assert reconciler.report.accounts_checked == 1 and reconciler.report.tokens_outstanding == 30
 
 
+def test_ranges_whose_segments_do_not_line_up_still_count_every_entry_once() -> None:
+    # Accounts scanned by one range, their entries by another: each side settles exactly.
+    ledger = FakeLedger()
+    ledger.add(*chain("a", [50, -20]))
+    ledger.add(*chain("b", [7]))
+    holds_accounts = Reconciler(probe=ledger, entry_index=ledger, payments=None)
+    holds_accounts.take_cut(ledger.account_pages(), lambda _account: None)
+    holds_accounts.check_entries([])
+    holds_entries = Reconciler(probe=ledger, entry_index=ledger, payments=None)
+    holds_entries.take_cut([], lambda _account: None)
+    holds_entries.check_entries(ledger.entry_pages())
+    merged = holds_accounts.report
+    merged.merge(holds_entries.report)
+    assert merged.findings == []
+    assert (merged.accounts_checked, merged.entries_checked, merged.tokens_outstanding) == (2, 3, 37)
+    assert merged.totals_by_type["grant"] == 57 and merged.totals_by_type["commitment"] == -20
+    assert merged.exact_rechecks == 4
+
+
 def test_an_account_item_behind_its_chain_is_drift_not_a_concurrent_write() -> None:
     ledger = FakeLedger()
     account, entries = chain("a", [50, -20])
