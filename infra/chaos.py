@@ -326,6 +326,7 @@ class Client:
         self.done: list[Op] = []
         self.versions: dict[str, int] = {}  # last version this client saw per user (for If-Match)
         self.died = 0
+        self.invoke_errors: Counter[str] = Counter()  # invokes that failed outside the handler
         self._keys = 0
 
     # ------------------------------------------------------------ running
@@ -370,6 +371,10 @@ class Client:
             self.died += 1
             self.api = LocalApi(self.workload.stack)
             return None
+        except Exception as failed:  # the invoke itself failed (e.g. a cold start's import): a 502
+            self.invoke_errors[f"{type(failed).__name__}: {failed}"[:200]] += 1
+            self.api = LocalApi(self.workload.stack)
+            return ApiResponse(502, {}, "", None)
 
     def _backoff(self, attempt: int) -> None:
         time.sleep(self.rng.random() * min(CLIENT_RETRY_DELAY_MS_MAX, attempt * 2) / 1000)
@@ -636,6 +641,7 @@ class Report:
     checks: list[Check]
     accounts: int = 0
     entries: int = 0
+    invoke_errors: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
@@ -674,6 +680,11 @@ class Report:
             + ", ".join(f"{k}: {self.faults.get(k, 0)}" for k in FAULT_KINDS)
             + ")"
         )
+        if self.invoke_errors:
+            lines.append(
+                f"  invokes that failed outside a handler (answered 502, retried): {sum(self.invoke_errors.values())}; "
+                + "; ".join(f"{n} x {e}" for e, n in self.invoke_errors.most_common(3))
+            )
         lines.append("  invariants:")
         for check in self.checks:
             lines.append(f"    [{'ok' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
@@ -1137,6 +1148,7 @@ def run(
             checks=checks,
             accounts=len(verifier.users()),
             entries=len(verifier.entries),
+            invoke_errors=sum((w.invoke_errors for w in workers), Counter()),
         )
 
 
