@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
@@ -28,6 +28,7 @@ from tokenledger.http.schemas import (
     ok_response,
     problem_responses,
 )
+from tokenledger.observability import make_tracer
 from tokenledger.service.admin import (
     BALANCES_USERS_MAX,
     BATCH_OPERATIONS_MAX,
@@ -37,7 +38,7 @@ from tokenledger.service.admin import (
 )
 
 logger = Logger()
-tracer = Tracer()
+tracer = make_tracer()
 app = make_resolver()
 ledger = build_ledger_from_env()
 admin_ops = AdminOperations(ledger)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.logging import correlation_paths
@@ -17,10 +17,11 @@ from tokenledger.adapters.reports import build_audit_from_env
 from tokenledger.domain.errors import NotFound
 from tokenledger.http.api import caller, json_response, make_resolver
 from tokenledger.http.schemas import ID_PATTERN, Reason, problem_responses
+from tokenledger.observability import make_tracer
 from tokenledger.service.reconcile import audit_account, repair_account
 
 logger = Logger()
-tracer = Tracer()
+tracer = make_tracer()
 app = make_resolver()
 wiring = build_audit_from_env()
 writer = DynamoLedgerRepository(

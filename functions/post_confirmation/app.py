@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.cognito_user_pool_event import PostConfirmationTriggerEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokenledger.config import build_ledger_from_env
+from tokenledger.observability import make_tracer
 from tokenledger.service.admin import AdminOperations, check_welcome_grant_tokens
 
 CONFIRM_SIGN_UP = "PostConfirmation_ConfirmSignUp"
 
 logger = Logger()
-tracer = Tracer()
+tracer = make_tracer()
 admin_ops = AdminOperations(build_ledger_from_env())
 WELCOME_GRANT_TOKENS = check_welcome_grant_tokens(os.environ.get("WELCOME_GRANT_TOKENS", "0"))
 

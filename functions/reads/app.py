@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
@@ -22,10 +22,11 @@ from tokenledger.http.schemas import (
     ok_response,
     problem_responses,
 )
+from tokenledger.observability import make_tracer
 from tokenledger.service.ledger import HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX
 
 logger = Logger()
-tracer = Tracer()
+tracer = make_tracer()
 app = make_resolver()
 ledger = build_ledger_from_env()
 

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokenledger.adapters.reports import build_audit_from_env
+from tokenledger.observability import make_tracer
 from tokenledger.service.reconcile import NOTICE_KINDS
 
 logger = Logger()
-tracer = Tracer()
+tracer = make_tracer()
 metrics = Metrics()
 wiring = build_audit_from_env()
 run = wiring.reconcile_run()

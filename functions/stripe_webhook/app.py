@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -18,10 +18,11 @@ from tokenledger.adapters.stripe_store import build_stripe_webhook_from_env
 from tokenledger.domain.errors import InvalidSignature
 from tokenledger.http.api import header, json_response, make_resolver
 from tokenledger.http.schemas import problem_responses
+from tokenledger.observability import make_tracer
 from tokenledger.service.stripe_credits import PurchaseNotRecorded, outcome_metrics
 
 logger = Logger()
-tracer = Tracer()
+tracer = make_tracer()
 metrics = Metrics()
 app = make_resolver()
 webhook = build_stripe_webhook_from_env()

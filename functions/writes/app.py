@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
@@ -13,9 +13,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tokenledger.config import build_ledger_from_env
 from tokenledger.http.api import caller, idempotency_scope, if_match_version, make_resolver, write_response
 from tokenledger.http.schemas import CommitmentIn, WriteOut, ok_response, problem_responses
+from tokenledger.observability import make_tracer
 
 logger = Logger()
-tracer = Tracer()
+tracer = make_tracer()
 app = make_resolver()
 ledger = build_ledger_from_env()
 
