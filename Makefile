@@ -47,3 +47,13 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Chaos workload (docs/reliability.md): seeded concurrent clients, faults injected at the DynamoDB
+# client, every invariant checked after; exits 1 if one breaks. Override SEED, OPS, CLIENTS,
+# FAULT_RATE, CHAOS_ENGINE (moto slows as tables grow: long runs go to DynamoDB Local).
+# Release check: make chaos OPS=100000
+CHAOS_ENGINE ?= dynamodb-local
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python -m infra.chaos --seed $(or $(SEED),1) --ops $(or $(OPS),20000) --clients $(or $(CLIENTS),8) \
+		--fault-rate $(or $(FAULT_RATE),0.1) --engine $(CHAOS_ENGINE)
