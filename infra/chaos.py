@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +49,8 @@ HISTORY_PAGE = 100
 HISTORY_PAGES_MAX = 1_000
 BATCH_OPERATIONS = 4
 PROGRESS_EVERY_S = 15.0
+SHARED_RECENT_MAX = 60  # recent entries / purchases any client may reverse, redeliver or refund
+REPEATABLE_RECENT_MAX = 50  # a client's own recent acknowledged requests it may replay
 # Reconciliation findings that report a business fact, not a ledger error (the report stays healthy).
 RECONCILE_NOTICE_KINDS = frozenset({"unrecovered_chargeback"})
 STRIPE_PACKAGE_FALLBACK = "starter"
@@ -294,6 +296,27 @@ class Workload:
             mix += [("stripe_purchase", 8), ("stripe_refund", 3), ("stripe_redelivery", 4)]
         self.kinds = [k for k, _ in mix]
         self.weights = [w for _, w in mix]
+        # What every client may act on next: recent entries (to reverse) and purchases (to
+        # redeliver or refund), so two clients can race on the same entry or payment.
+        self._lock = threading.Lock()
+        self._entries: deque[dict[str, Any]] = deque(maxlen=SHARED_RECENT_MAX)
+        self._purchases: deque[Op] = deque(maxlen=SHARED_RECENT_MAX)
+
+    def share(self, op: Op) -> None:
+        if not op.ok or op.kind in ("replay", "key_reuse"):
+            return
+        with self._lock:
+            if op.kind == "stripe_purchase":
+                self._purchases.append(op)
+            self._entries.extend(e for e in op.entries() if e.get("type") != "reversal")
+
+    def recent_entries(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._entries)
+
+    def recent_purchases(self) -> list[Op]:
+        with self._lock:
+            return list(self._purchases)
 
 
 def _catalog_package_ids() -> list[str]:
@@ -324,6 +347,7 @@ class Client:
         self.injector = FaultInjector(random.Random(f"{workload.seed}:faults:{number}"), fault_rate, accounts_table)
         self.api = LocalApi(workload.stack)
         self.done: list[Op] = []
+        self.repeatable: deque[Op] = deque(maxlen=REPEATABLE_RECENT_MAX)
         self.versions: dict[str, int] = {}  # last version this client saw per user (for If-Match)
         self.died = 0
         self.invoke_errors: Counter[str] = Counter()  # invokes that failed outside the handler
@@ -335,6 +359,9 @@ class Client:
             op = self.next_op(number)
             self.execute(op)
             self.done.append(op)
+            if op.ok and op.key is not None and op.kind not in ("replay", "key_reuse"):
+                self.repeatable.append(op)
+            self.workload.share(op)
 
     def execute(self, op: Op) -> None:
         for attempt in range(1, CLIENT_ATTEMPTS_MAX + 1):
@@ -446,14 +473,14 @@ class Client:
         return self._admin_entry(number, "adjustment", amount, None)
 
     def _repeatable(self) -> list[Op]:
-        return [o for o in self.done if o.ok and o.key is not None and o.kind not in ("replay", "key_reuse")]
+        return list(self.repeatable)
 
     def _op_replay(self, number: int) -> Op | None:
         """The same request again, same key: must answer the original status and body, moving nothing."""
         candidates = [o for o in self._repeatable() if not o.kind.startswith("stripe")]
         if not candidates:
             return None
-        origin = self.rng.choice(candidates[-50:])
+        origin = self.rng.choice(candidates)
         return Op(self.number, number, "replay", origin.user_id, origin.request, origin.key, origin=origin)
 
     def _op_key_reuse(self, number: int) -> Op | None:
@@ -463,7 +490,7 @@ class Client:
         ]
         if not candidates:
             return None
-        origin = self.rng.choice(candidates[-50:])
+        origin = self.rng.choice(candidates)
         body = json.loads(json.dumps(origin.request.body))
         body["amount"] = body["amount"] + 1 if body["amount"] != -1 else -2
         request = Request(
@@ -502,12 +529,11 @@ class Client:
         return Op(self.number, number, "batch", users[0], request, key, amount=sum(o["amount"] for o in operations))
 
     def _op_reversal(self, number: int) -> Op | None:
-        """Reverse an entry this client wrote (sometimes one already reversed: 409 already_reversed)."""
-        written = [e for o in self.done if o.kind not in ("replay", "key_reuse") for e in o.entries()]
-        written = [e for e in written if e.get("type") != "reversal"]
+        """Reverse a recent entry of any client (sometimes one already reversed: 409 already_reversed)."""
+        written = self.workload.recent_entries()
         if not written:
             return None
-        entry = self.rng.choice(written[-40:])
+        entry = self.rng.choice(written)
         key = self.key()
         request = Request(
             "POST",
@@ -551,14 +577,14 @@ class Client:
         return op
 
     def _purchases(self) -> list[Op]:
-        return [o for o in self.done if o.kind == "stripe_purchase" and o.ok and o.stripe is not None]
+        return self.workload.recent_purchases()
 
     def _op_stripe_redelivery(self, number: int) -> Op | None:
         """The same event again (Stripe retries), or the other event for the same session."""
         purchases = self._purchases()
         if not purchases:
             return None
-        origin = self.rng.choice(purchases[-30:])
+        origin = self.rng.choice(purchases)
         assert origin.stripe is not None
         event = dict(origin.stripe["event"])
         if self.rng.random() < 0.3:  # both "completed" and "async_payment_succeeded" for one session
@@ -577,7 +603,7 @@ class Client:
         purchases = self._purchases()
         if not purchases:
             return None
-        origin = self.rng.choice(purchases[-30:])
+        origin = self.rng.choice(purchases)
         assert origin.stripe is not None
         serial = self.key().replace("-", "_")
         refunded = self.rng.choice((250, 500, 999))
