@@ -448,6 +448,10 @@ def test_samconfig_deploys_dev_and_prod_with_parameters_the_template_has() -> No
         overrides = dict(pair.split("=", 1) for pair in shlex.split(deploy["parameter_overrides"]))
         assert overrides["Stage"] == stage
         assert set(overrides) <= set(PARAMETERS), f"{stage}: unknown parameters {set(overrides) - set(PARAMETERS)}"
+        for name, value in overrides.items():
+            spec = PARAMETERS[name]
+            assert value in [str(v) for v in spec.get("AllowedValues", [value])], f"{stage}: {name}={value}"
+            assert re.fullmatch(spec.get("AllowedPattern", ".*"), value), f"{stage}: {name}={value}"
         assert config[stage]["build"]["parameters"]
     assert len(stacks) == 2, "dev and prod deploy to different stacks"
 
