@@ -244,6 +244,7 @@ class Features:
     batches: bool
     reversals: bool
     stripe: bool
+    audit: bool  # the per-account audit and repair routes
     reconcile: str | None  # the function's logical id
 
     @classmethod
@@ -253,6 +254,8 @@ class Features:
             batches=api.match("POST", "/v1/admin/batches") is not None,
             reversals=api.match("POST", "/v1/admin/entries/x/reversal") is not None,
             stripe=api.match("POST", "/v1/webhooks/stripe") is not None,
+            audit=api.match("POST", "/v1/admin/accounts/x/repair") is not None
+            and api.match("GET", "/v1/admin/accounts/x/audit") is not None,
             reconcile=reconcile,
         )
 
@@ -260,6 +263,7 @@ class Features:
         found = ["commitments", "admin entries"]
         found += [n for n, on in (("batches", self.batches), ("reversals", self.reversals)) if on]
         found += ["stripe"] if self.stripe else []
+        found += ["audit and repair"] if self.audit else []
         found += ["reconciliation"] if self.reconcile else []
         return found
 
@@ -267,13 +271,15 @@ class Features:
 class Workload:
     """The shared, seeded description of a run: users, admins, the operation mix."""
 
-    def __init__(self, seed: int, stack: Stack, features: Features, stripe_secret: str | None) -> None:
+    def __init__(
+        self, seed: int, stack: Stack, features: Features, stripe_secret: str | None, accounts: int = HOT_ACCOUNTS
+    ) -> None:
         self.seed = seed
         self.stack = stack
         self.features = features
         self.stripe_secret = stripe_secret
         self.run_id = f"r{seed}"
-        self.users = [f"u-{self.run_id}-{i}" for i in range(HOT_ACCOUNTS)]
+        self.users = [f"u-{self.run_id}-{i}" for i in range(accounts)]
         self.predictions = [f"p-{self.run_id}-{i}" for i in range(PREDICTIONS)]
         self.packages = _catalog_package_ids()
         mix: list[tuple[str, int]] = [
@@ -293,7 +299,9 @@ class Workload:
         if features.reversals:
             mix.append(("reversal", 4))
         if features.stripe and stripe_secret:
-            mix += [("stripe_purchase", 8), ("stripe_refund", 3), ("stripe_redelivery", 4)]
+            mix += [("stripe_purchase", 8), ("stripe_refund", 3), ("stripe_dispute", 1), ("stripe_redelivery", 4)]
+        if features.audit:
+            mix += [("audit", 2), ("repair", 1)]
         self.kinds = [k for k, _ in mix]
         self.weights = [w for _, w in mix]
         # What every client may act on next: recent entries (to reverse) and purchases (to
@@ -544,6 +552,19 @@ class Client:
         )
         return Op(self.number, number, "reversal", entry["user_id"], request, key, amount=-int(entry["amount"]))
 
+    def _op_audit(self, number: int) -> Op:
+        """An admin audits a hot account while others write to it: never a false inconsistency."""
+        user = self._user()
+        request = Request("GET", f"/v1/admin/accounts/{user}/audit", admin_claims(self.number))
+        return Op(self.number, number, "audit", user, request, None)
+
+    def _op_repair(self, number: int) -> Op:
+        """An admin repairs a hot account while others write to it: nothing to repair, nothing changed."""
+        user = self._user()
+        body = {"reason": "chaos: repair under load"}
+        request = Request("POST", f"/v1/admin/accounts/{user}/repair", admin_claims(self.number), body, self.key())
+        return Op(self.number, number, "repair", user, request, None)
+
     # ------------------------------------------------------------ Stripe
     def _stripe_signature(self, payload: str) -> str:
         timestamp = int(time.time())
@@ -620,6 +641,29 @@ class Client:
         }
         event = _stripe_event(f"evt_{serial}", "charge.refunded", charge)
         op = Op(self.number, number, "stripe_refund", origin.user_id, self._stripe_request(event), None)
+        op.origin = origin
+        op.stripe = dict(origin.stripe)
+        return op
+
+    def _op_stripe_dispute(self, number: int) -> Op | None:
+        purchases = self._purchases()
+        if not purchases:
+            return None
+        origin = self.rng.choice(purchases)
+        assert origin.stripe is not None
+        serial = self.key().replace("-", "_")
+        dispute = {
+            "id": f"dp_{serial}",
+            "object": "dispute",
+            "charge": f"ch_{origin.stripe['payment']}",
+            "payment_intent": origin.stripe["payment"],
+            "amount": 999,
+            "currency": "usd",
+            "reason": "fraudulent",
+            "status": "needs_response",
+        }
+        event = _stripe_event(f"evt_{serial}", "charge.dispute.created", dispute)
+        op = Op(self.number, number, "stripe_dispute", origin.user_id, self._stripe_request(event), None)
         op.origin = origin
         op.stripe = dict(origin.stripe)
         return op
@@ -780,6 +824,8 @@ class Verifier:
             self.check(self.reversed_at_most_once)
         if self.features.stripe:
             self.check(self.payment_credited_at_most_once)
+        if self.features.audit:
+            self.check(self.audits_and_repairs_under_load)
         self.check(self.unknown_outcomes)
         return self.checks
 
@@ -1037,6 +1083,24 @@ class Verifier:
             f"({recovered} tokens recovered)"
         )
 
+    def audits_and_repairs_under_load(self) -> str:
+        """The per-account audit saw no inconsistency mid-run; repair found nothing to repair."""
+        problems = []
+        audits = [op for op in self.ops if op.kind == "audit" and op.ok]
+        for op in audits:
+            body = op.body if isinstance(op.body, dict) else {}
+            if body.get("consistent") is not True:
+                problems.append(f"audit of {op.user_id} mid-run: {body.get('inconsistencies')}")
+        repairs = [op for op in self.ops if op.kind == "repair" and op.ok]
+        for op in repairs:
+            body = op.body if isinstance(op.body, dict) else {}
+            if body.get("repaired") is not False:
+                problems.append(f"repair of {op.user_id} changed a consistent account: {body}")
+        refused = [op for op in self.ops if op.kind in ("audit", "repair") and op.definite and not op.ok]
+        problems += [f"{op.kind} of {op.user_id} answered {op.status} {_code(op.body)}" for op in refused]
+        assert not problems, "; ".join(problems[:5])
+        return f"{len(audits)} audits during writes all consistent; {len(repairs)} repairs changed nothing"
+
     def unknown_outcomes(self) -> str:
         unknown = [op for op in self.ops if not op.definite]
         by_key = self._entries_by_key()
@@ -1115,6 +1179,7 @@ def run(
     clients: int,
     fault_rate: float,
     engine: str = "moto",
+    accounts: int = HOT_ACCOUNTS,
     stack: Stack | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Report:
@@ -1127,7 +1192,7 @@ def run(
     with world(engine, stack, secrets) as dynamodb:
         probe = LocalApi(stack)
         features = Features.of(stack, probe)
-        workload = Workload(seed, stack, features, stripe_secret)
+        workload = Workload(seed, stack, features, stripe_secret, accounts)
         accounts_table = stack.physical_name("AccountsTable")
         per_client = [ops // clients + (1 if i < ops % clients else 0) for i in range(clients)]
         workers = [Client(i, workload, n, fault_rate, accounts_table) for i, n in enumerate(per_client)]
@@ -1185,13 +1250,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--fault-rate", type=float, default=0.1, help="chance that a DynamoDB call fails")
     parser.add_argument("--engine", choices=ENGINES, default="moto")
+    parser.add_argument("--accounts", type=int, default=HOT_ACCOUNTS, help="hot accounts the clients share")
     args = parser.parse_args(argv)
     os.environ["POWERTOOLS_LOG_LEVEL"] = "CRITICAL"  # every injected fault would log a stack trace
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines on stdout would bury the report
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
-    if args.ops < 1 or args.clients < 1 or not 0 <= args.fault_rate < 1:
-        parser.error("need ops >= 1, clients >= 1 and 0 <= fault-rate < 1")
+    if args.ops < 1 or args.clients < 1 or args.accounts < 1 or not 0 <= args.fault_rate < 1:
+        parser.error("need ops, clients and accounts >= 1 and 0 <= fault-rate < 1")
     print(f"chaos: seed={seed} ops={args.ops} clients={args.clients} fault_rate={args.fault_rate} engine={args.engine}")
     sys.stdout.flush()
     report = run(
@@ -1200,6 +1266,7 @@ def main(argv: list[str] | None = None) -> int:
         clients=args.clients,
         fault_rate=args.fault_rate,
         engine=args.engine,
+        accounts=args.accounts,
         log=lambda line: print(line, flush=True),
     )
     print(report.render())
