@@ -5,10 +5,10 @@
 Many clients drive the REAL handlers (`infra.api.LocalApi`, one set of Lambda environments
 per client) over a few hot accounts: commitments (some with If-Match), admin grants,
 payouts, refunds, adjustments, replays and key reuses, plus whatever of batches, reversals,
-Stripe webhooks and the reconciliation the template declares. Each DynamoDB call a handler
+Stripe webhooks, audit/repair and the reconciliation the template declares. Each DynamoDB call a handler
 makes may be hit by a fault (see `FAULT_KINDS`); clients retry like real clients, with the
 same Idempotency-Key or the same Stripe event, until they get a definite answer (2xx or
-4xx). Then, with faults off, the run checks the ledger (see `verify`) and prints the seed,
+4xx). Then, with faults off, the run checks the ledger (see `Verifier`) and prints the seed,
 operation counts, faults injected by kind and each invariant's result. Exit status 1 if any
 invariant fails.
 
@@ -53,7 +53,6 @@ SHARED_RECENT_MAX = 60  # recent entries / purchases any client may reverse, red
 REPEATABLE_RECENT_MAX = 50  # a client's own recent acknowledged requests it may replay
 # Reconciliation findings that report a business fact, not a ledger error (the report stays healthy).
 RECONCILE_NOTICE_KINDS = frozenset({"unrecovered_chargeback"})
-STRIPE_PACKAGE_FALLBACK = "starter"
 
 # What can go wrong at the DynamoDB client, and where.
 FAULT_THROTTLE = "throttle"  # refused before sending: nothing applied
@@ -328,12 +327,9 @@ class Workload:
 
 
 def _catalog_package_ids() -> list[str]:
-    try:
-        from tokenledger.domain.catalog import load_catalog
+    from tokenledger.domain.catalog import load_catalog
 
-        return [p.package_id for p in load_catalog().packages]
-    except Exception:  # the catalog is optional for the workload: fall back to one known id
-        return [STRIPE_PACKAGE_FALLBACK]
+    return [p.package_id for p in load_catalog().packages]
 
 
 def user_claims(user_id: str) -> dict[str, Any]:
