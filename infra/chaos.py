@@ -53,6 +53,8 @@ SHARED_RECENT_MAX = 60  # recent entries / purchases any client may reverse, red
 REPEATABLE_RECENT_MAX = 50  # a client's own recent acknowledged requests it may replay
 # Reconciliation findings that report a business fact, not a ledger error (the report stays healthy).
 RECONCILE_NOTICE_KINDS = frozenset({"unrecovered_chargeback"})
+WELCOME_GRANT_ACTOR = "system:post-confirmation"  # the actor of the sign-up trigger's grant
+CHAOS_WELCOME_GRANT_TOKENS = 25  # the template's WelcomeGrantTokens for a run (default 0: no grant)
 
 # What can go wrong at the DynamoDB client, and where.
 FAULT_THROTTLE = "throttle"  # refused before sending: nothing applied
@@ -197,6 +199,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     raw_body: str | None = None  # exact bytes to send (Stripe signs the raw body)
     stripe: bool = False  # a webhook delivery: signed afresh on each try, retried until 2xx
+    trigger: dict[str, Any] | None = None  # a Cognito trigger event, invoked on `path` (a function id)
 
 
 @dataclass
@@ -244,17 +247,20 @@ class Features:
     reversals: bool
     stripe: bool
     audit: bool  # the per-account audit and repair routes
+    signup: str | None  # the Cognito PostConfirmation function's logical id
     reconcile: str | None  # the function's logical id
 
     @classmethod
     def of(cls, stack: Stack, api: LocalApi) -> Features:
         reconcile = next((f for f in stack.functions() if "reconcil" in f.lower()), None)
+        signup = next((f for f in stack.functions() if "postconfirmation" in f.lower()), None)
         return cls(
             batches=api.match("POST", "/v1/admin/batches") is not None,
             reversals=api.match("POST", "/v1/admin/entries/x/reversal") is not None,
             stripe=api.match("POST", "/v1/webhooks/stripe") is not None,
             audit=api.match("POST", "/v1/admin/accounts/x/repair") is not None
             and api.match("GET", "/v1/admin/accounts/x/audit") is not None,
+            signup=signup,
             reconcile=reconcile,
         )
 
@@ -263,6 +269,7 @@ class Features:
         found += [n for n, on in (("batches", self.batches), ("reversals", self.reversals)) if on]
         found += ["stripe"] if self.stripe else []
         found += ["audit and repair"] if self.audit else []
+        found += ["sign-up trigger"] if self.signup else []
         found += ["reconciliation"] if self.reconcile else []
         return found
 
@@ -301,6 +308,8 @@ class Workload:
             mix += [("stripe_purchase", 8), ("stripe_refund", 3), ("stripe_dispute", 1), ("stripe_redelivery", 4)]
         if features.audit:
             mix += [("audit", 2), ("repair", 1)]
+        if features.signup:
+            mix.append(("signup", 2))
         self.kinds = [k for k, _ in mix]
         self.weights = [w for _, w in mix]
         # What every client may act on next: recent entries (to reverse) and purchases (to
@@ -355,6 +364,7 @@ class Client:
         self.versions: dict[str, int] = {}  # last version this client saw per user (for If-Match)
         self.died = 0
         self.invoke_errors: Counter[str] = Counter()  # invokes that failed outside the handler
+        self.triggers: dict[str, Any] = {}  # warm environments of non-HTTP functions (Cognito triggers)
         self._keys = 0
 
     # ------------------------------------------------------------ running
@@ -388,6 +398,8 @@ class Client:
             self._backoff(attempt)
 
     def send(self, request: Request) -> ApiResponse | None:
+        if request.trigger is not None:
+            return self._trigger(request.path, request.trigger)
         headers = {"content-type": "application/json", **request.headers}
         if request.stripe and request.raw_body is not None:
             headers["stripe-signature"] = self._stripe_signature(request.raw_body)
@@ -406,6 +418,24 @@ class Client:
             self.invoke_errors[f"{type(failed).__name__}: {failed}"[:200]] += 1
             self.api = LocalApi(self.workload.stack)
             return ApiResponse(502, {}, "", None)
+
+    def _trigger(self, function: str, event: dict[str, Any]) -> ApiResponse | None:
+        """A Cognito trigger: success is the event returned; any failure, Cognito retries."""
+        from infra.lambdas import Environment
+
+        try:
+            with faults(self.injector):
+                if function not in self.triggers:
+                    self.triggers[function] = Environment(self.workload.stack.functions()[function])
+                returned = self.triggers[function].invoke(event)
+        except LambdaDied:
+            self.died += 1
+            self.triggers.pop(function, None)
+            return None
+        except Exception as failed:  # the trigger failed: Cognito answers the user with an error, retries
+            self.triggers.pop(function, None)
+            return ApiResponse(502, {}, type(failed).__name__, None)
+        return ApiResponse(200, {}, "", {"returned_event": returned == event})
 
     def _backoff(self, attempt: int) -> None:
         time.sleep(self.rng.random() * min(CLIENT_RETRY_DELAY_MS_MAX, attempt * 2) / 1000)
@@ -560,6 +590,22 @@ class Client:
         body = {"reason": "chaos: repair under load"}
         request = Request("POST", f"/v1/admin/accounts/{user}/repair", admin_claims(self.number), body, self.key())
         return Op(self.number, number, "repair", user, request, None)
+
+    def _op_signup(self, number: int) -> Op:
+        """Cognito confirms a sign-up of a hot account (again: triggers are redelivered): one welcome grant."""
+        user = self._user()
+        event = {
+            "version": "1",
+            "region": LOCAL_REGION,
+            "userPoolId": f"{LOCAL_REGION}_chaos",
+            "userName": user,
+            "callerContext": {"awsSdkVersion": "aws-sdk-unknown-unknown", "clientId": "chaos"},
+            "triggerSource": "PostConfirmation_ConfirmSignUp",
+            "request": {"userAttributes": {"sub": user, "email": f"{user}@example.com", "email_verified": "true"}},
+            "response": {},
+        }
+        request = Request("INVOKE", self.workload.features.signup or "", None, trigger=event)
+        return Op(self.number, number, "signup", user, request, None)
 
     # ------------------------------------------------------------ Stripe
     def _stripe_signature(self, payload: str) -> str:
@@ -822,6 +868,8 @@ class Verifier:
             self.check(self.payment_credited_at_most_once)
         if self.features.audit:
             self.check(self.audits_and_repairs_under_load)
+        if self.features.signup:
+            self.check(self.welcome_granted_once)
         self.check(self.unknown_outcomes)
         return self.checks
 
@@ -962,6 +1010,8 @@ class Verifier:
                 continue
             if entry["type"] == "reversal" and entry.get("reverses") in self.by_id:
                 continue
+            if entry.get("actor") == WELCOME_GRANT_ACTOR and entry["user_id"] in self._signed_up():
+                continue
             if entry["type"] in ("purchase", "chargeback") and entry.get("related_id") in payments:
                 continue
             orphans.append(f"{entry['user_id']}#{entry['seq']} {entry['type']} {entry['amount']}")
@@ -1079,6 +1129,20 @@ class Verifier:
             f"({recovered} tokens recovered)"
         )
 
+    def _signed_up(self) -> set[str]:
+        return {op.user_id for op in self.ops if op.kind == "signup"}
+
+    def welcome_granted_once(self) -> str:
+        grants = Counter(e["user_id"] for e in self.entries if e.get("actor") == WELCOME_GRANT_ACTOR)
+        twice = [u for u, n in grants.items() if n > 1]
+        assert not twice, f"welcome grant given more than once to {twice[:5]}"
+        confirmed = {op.user_id for op in self.ops if op.kind == "signup" and op.ok}
+        tokens = int(os.environ.get("WELCOME_GRANT_TOKENS", "0"))
+        missing = sorted(u for u in confirmed if tokens and grants[u] != 1)
+        assert not missing, f"confirmed sign-ups without their welcome grant: {missing[:5]}"
+        signups = sum(1 for op in self.ops if op.kind == "signup")
+        return f"{signups} sign-up triggers (redelivered) for {len(confirmed)} users: {sum(grants.values())} grants"
+
     def audits_and_repairs_under_load(self) -> str:
         """The per-account audit saw no inconsistency mid-run; repair found nothing to repair."""
         problems = []
@@ -1126,6 +1190,9 @@ def world(engine: str, stack: Stack, secrets: dict[str, str]) -> Iterator[Any]:
             previous = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
             os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = server.endpoint_url
             stack_of_contexts.callback(_restore_env, "AWS_ENDPOINT_URL_DYNAMODB", previous)
+        # The sign-up trigger grants welcome tokens in this world (the template's default is none).
+        stack_of_contexts.callback(_restore_env, "WELCOME_GRANT_TOKENS", os.environ.get("WELCOME_GRANT_TOKENS"))
+        os.environ["WELCOME_GRANT_TOKENS"] = str(CHAOS_WELCOME_GRANT_TOKENS)
         stack_of_contexts.enter_context(mock_aws())
         dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
         create_tables(stack, dynamodb)
