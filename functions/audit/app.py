@@ -61,7 +61,7 @@ def post_account_repair(user_id: UserId, body: Annotated[RepairIn, Body()]) -> R
     return json_response(200, result)
 
 
-@app.get("/v1/admin/reports/latest", responses=problem_responses(401, 403, 404))
+@app.get("/v1/admin/reports/latest", responses=problem_responses(401, 403, 404, 422))
 def get_latest_report() -> Response[dict]:
     report = wiring.store.latest()
     if report is None:

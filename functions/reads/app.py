@@ -32,7 +32,8 @@ ledger = build_ledger_from_env()
 
 
 @app.get(
-    "/v1/packages", responses={**ok_response(200, PackagesOut, "The token package catalog"), **problem_responses(401)}
+    "/v1/packages",
+    responses={**ok_response(200, PackagesOut, "The token package catalog"), **problem_responses(401, 422)},
 )
 def list_packages() -> Response[dict]:
     catalog = load_catalog()
@@ -61,7 +62,7 @@ def list_transactions(
 
 @app.get(
     "/v1/transactions/<entry_id>",
-    responses={**ok_response(200, EntryOut, "One of the caller's entries"), **problem_responses(401, 404)},
+    responses={**ok_response(200, EntryOut, "One of the caller's entries"), **problem_responses(401, 404, 422)},
 )
 def get_transaction(entry_id: Annotated[str, Path(max_length=64)]) -> Response[dict]:
     return json_response(200, ledger.entry(caller(app).sub, entry_id))

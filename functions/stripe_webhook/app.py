@@ -32,7 +32,7 @@ webhook = build_stripe_webhook_from_env()
     "/v1/webhooks/stripe",
     responses={
         200: {"description": "The event was processed (or deliberately ignored)"},
-        **problem_responses(400, 409),
+        **problem_responses(400, 409, 422),
     },
 )
 def receive_stripe_event() -> Response[dict]:

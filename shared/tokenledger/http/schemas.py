@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, model_validator
 
 from tokenledger.domain.model import (
@@ -115,18 +116,15 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for the given error statuses."""
+def problem_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
+    """OpenAPI `responses` entries for the given error statuses (RFC 9457 problem details)."""
     return {
-        status: {
-            "description": "Problem details",
-            "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
-        }
+        status: {"description": "Problem details", "content": {"application/problem+json": {"model": Problem}}}
         for status in statuses
     }
 
 
-def ok_response(status: int, model: type[BaseModel], description: str) -> dict[int | str, dict[str, Any]]:
+def ok_response(status: int, model: type[BaseModel], description: str) -> dict[int, OpenAPIResponse]:
     return {status: {"description": description, "content": {"application/json": {"model": model}}}}
 
 
