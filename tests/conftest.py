@@ -78,7 +78,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"tokenledger engine: {selected_engine(config)}"
+    engine = selected_engine(config)
+    if engine == ENGINE_MOTO:
+        return f"tokenledger engine: {engine}"
+    return f"tokenledger engine: {engine} (tests that never reach DynamoDB are deselected: the moto run covers them)"
 
 
 def moto_only_reason(item: pytest.Item) -> str | None:
@@ -91,12 +94,30 @@ def moto_only_reason(item: pytest.Item) -> str | None:
     return str(reason)
 
 
+def uses_engine(item: pytest.Item) -> bool:
+    """Whether the test reaches the selected engine (it uses `aws`, `api`, a client... or the endpoint)."""
+    return "dynamodb_endpoint" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `moto_only` tests off moto; on DynamoDB Local, deselect the tests that never reach it.
+
+    Those (unit tests, tests that build their own moto world, the launcher's own tests) run
+    the same whatever the engine, so the moto run already covers them.
+    """
     engine = selected_engine(config)
+    elsewhere: list[pytest.Item] = []
     for item in items:
         reason = moto_only_reason(item)
-        if reason is not None and engine != ENGINE_MOTO:
+        if engine == ENGINE_MOTO:
+            continue
+        if not uses_engine(item):
+            elsewhere.append(item)
+        elif reason is not None:
             item.add_marker(pytest.mark.skip(reason=f"moto only: {reason}"))
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if uses_engine(item)]
 
 
 @pytest.fixture(scope="session")
