@@ -168,7 +168,7 @@ def _mock_aws_passing_through(endpoint_url: str) -> Any:
 
 
 @contextlib.contextmanager
-def _world(dynamodb_endpoint: str | None) -> Iterator[Any]:
+def _mocked(dynamodb_endpoint: str | None) -> Iterator[Any]:
     """Inside moto's mock, with DynamoDB pointed at the engine; yields a DynamoDB client."""
     from moto import mock_aws
 
@@ -183,7 +183,22 @@ def _world(dynamodb_endpoint: str | None) -> Iterator[Any]:
         dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
         if dynamodb.meta.endpoint_url != dynamodb_endpoint:
             raise RuntimeError(f"boto3 ignored {DYNAMODB_ENDPOINT_ENV_VAR}: {dynamodb.meta.endpoint_url}")
-        drop_tables(STACK, dynamodb)  # fresh tables per test, whatever the previous test left
+        drop_tables(STACK, dynamodb)  # fresh tables, whatever an earlier test left
+        yield dynamodb
+
+
+@contextlib.contextmanager
+def engine_world(dynamodb_endpoint: str | None) -> Iterator[Any]:
+    """A fresh world of the template on the engine (`dynamodb_endpoint` fixture); yields a DynamoDB client.
+
+    For fixtures of a wider scope than `aws` (a module-scoped world, say): depend on
+    `dynamodb_endpoint` and enter this. S3 and Secrets Manager are moto's in both cases.
+    """
+    make_moto_atomic()
+    with _mocked(dynamodb_endpoint) as dynamodb:
+        create_tables(STACK, dynamodb)
+        create_buckets(STACK, boto3.client("s3", region_name=LOCAL_REGION))
+        create_secrets(STACK, boto3.client("secretsmanager", region_name=LOCAL_REGION), {})
         yield dynamodb
 
 
@@ -194,11 +209,7 @@ def aws(engine: str, dynamodb_endpoint: str | None) -> Iterator[dict[str, Any]]:
     On moto a new moto account; on DynamoDB Local newly created tables there, and moto for
     the rest. Keys: `dynamodb` (a client on the engine), `engine`.
     """
-    make_moto_atomic()
-    with _world(dynamodb_endpoint) as dynamodb:
-        create_tables(STACK, dynamodb)
-        create_buckets(STACK, boto3.client("s3", region_name=LOCAL_REGION))
-        create_secrets(STACK, boto3.client("secretsmanager", region_name=LOCAL_REGION), {})
+    with engine_world(dynamodb_endpoint) as dynamodb:
         yield {"dynamodb": dynamodb, "engine": engine}
 
 

@@ -17,7 +17,7 @@ from botocore.client import BaseClient
 from botocore.endpoint import Endpoint
 from botocore.exceptions import ClientError, ReadTimeoutError
 
-from infra.template import LOCAL_REGION
+from infra.template import LOCAL_REGION, REPO_ROOT
 from tests.conftest import ENGINE_DYNAMODB_LOCAL, ENGINE_MOTO, STACK, Client
 from tests.invariants import assert_account_consistent
 from tokenledger.adapters.dynamodb import DynamoLedgerRepository
@@ -134,18 +134,36 @@ def test_every_transaction_the_api_sends_carries_a_client_request_token(
     adjusted = admin.post(
         f"/v1/admin/accounts/{user.sub}/entries", {"type": "adjustment", "amount": -5, "reason": "engine test"}
     )
+    batch = admin.post(
+        "/v1/admin/batches",
+        {"operations": [{"user_id": user.sub, "type": "grant", "amount": 7}], "reason": "engine test"},
+    )
+    reversed_ = admin.post(f"/v1/admin/entries/{committed.json['entry']['entry_id']}/reversal", {"reason": "void"})
 
-    assert [committed.status, replayed.status, refused.status, adjusted.status] == [201, 201, 409, 201]
+    statuses = [committed.status, replayed.status, refused.status, adjusted.status, batch.status, reversed_.status]
+    assert statuses == [201, 201, 409, 201, 201, 201]
     assert replayed.headers.get("idempotent-replayed") == "true"
-    assert len(sent_transactions) >= 4
+    assert len(sent_transactions) >= 6
     tokens = [params.get("ClientRequestToken") for params in sent_transactions]
     assert all(isinstance(t, str) and 1 <= len(t) <= TOKEN_CHARS_MAX for t in tokens), tokens
     assert len(set(tokens)) == len(tokens), "different transactions must carry different tokens"
     assert assert_account_consistent(aws["dynamodb"], STACK, user.sub or "") == {
-        "balance": 65,
-        "version": 3,
-        "entries": 3,
+        "balance": 100 - 30 - 5 + 7 + 30,
+        "version": 5,
+        "entries": 5,
     }
+
+
+def test_the_repository_is_the_only_code_that_sends_transactions() -> None:
+    """So the token check on `DynamoLedgerRepository.commit` covers every transaction we send."""
+    senders = {
+        str(path.relative_to(REPO_ROOT)): path.read_text(encoding="utf-8").count("transact_write_items")
+        for folder in ("shared", "functions")
+        for path in sorted((REPO_ROOT / folder).rglob("*.py"))
+        if "transact_write_items" in path.read_text(encoding="utf-8")
+    }
+
+    assert senders == {"shared/tokenledger/adapters/dynamodb.py": 1}
 
 
 def test_a_retry_after_a_lost_response_moves_tokens_once(
