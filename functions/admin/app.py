@@ -10,16 +10,16 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tokenledger.config import build_ledger_from_env
 from tokenledger.domain.errors import ValidationFailed
-from tokenledger.domain.model import ID_CHARS_MAX, EntryType, check_amount
+from tokenledger.domain.model import ID_CHARS_MAX, EntryType
 from tokenledger.http.api import caller, idempotency_scope, json_response, make_resolver, write_response
 from tokenledger.http.schemas import (
     ID_PATTERN,
+    AdminAmountIn,
     AdminEntryIn,
-    AdminEntryType,
     EntryOut,
     Identifier,
     Metadata,
@@ -49,22 +49,10 @@ EntryId = Annotated[str, Path(max_length=64)]
 USER_IDS_CHARS_MAX = (ID_CHARS_MAX + 1) * BALANCES_USERS_MAX
 
 
-class BatchOperationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BatchOperationIn(AdminAmountIn):
     user_id: Identifier
-    type: AdminEntryType
-    amount: StrictInt = Field(description="Tokens; signed for `adjustment`, else > 0.")
     related_id: Identifier | None = None
     metadata: Metadata = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _amount_fits_type(self) -> BatchOperationIn:
-        try:
-            check_amount(self.amount, signed=self.type == "adjustment")
-        except ValidationFailed as refused:
-            raise ValueError(refused.detail) from None
-        return self
 
 
 class BatchIn(BaseModel):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, model_validator
 
+from tokenledger.domain.errors import ValidationFailed
 from tokenledger.domain.model import (
     AMOUNT_MAX,
     AMOUNT_MIN,
@@ -15,6 +16,7 @@ from tokenledger.domain.model import (
     METADATA_KEYS_MAX,
     METADATA_VALUE_CHARS_MAX,
     REASON_CHARS_MAX,
+    check_amount,
 )
 
 ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{ID_CHARS_MAX - 1}}}$"
@@ -24,6 +26,7 @@ Amount = Annotated[StrictInt, Field(ge=AMOUNT_MIN, le=AMOUNT_MAX, description="T
 MetadataKey = Annotated[StrictStr, StringConstraints(min_length=1, max_length=METADATA_KEY_CHARS_MAX)]
 MetadataValue = Annotated[StrictStr, StringConstraints(max_length=METADATA_VALUE_CHARS_MAX)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=METADATA_KEYS_MAX)]
+AdminEntryType = Literal["grant", "payout", "refund", "adjustment"]
 Reason = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=REASON_CHARS_MAX)]
 
 
@@ -37,20 +40,25 @@ class CommitmentIn(_Strict):
     metadata: Metadata = Field(default_factory=dict)
 
 
-class AdminEntryIn(_Strict):
-    type: Literal["grant", "payout", "refund", "adjustment"]
+class AdminAmountIn(_Strict):
+    """The type and amount of an admin entry: signed for `adjustment`, else > 0; 1..AMOUNT_MAX in size."""
+
+    type: AdminEntryType
     amount: StrictInt = Field(description="Tokens; signed for `adjustment`, else > 0.")
+
+    @model_validator(mode="after")
+    def _amount_fits_type(self) -> Self:
+        try:
+            check_amount(self.amount, signed=self.type == "adjustment")
+        except ValidationFailed as refused:
+            raise ValueError(refused.detail) from None
+        return self
+
+
+class AdminEntryIn(AdminAmountIn):
     related_id: Identifier | None = None
     reason: Reason
     metadata: Metadata = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _amount_fits_type(self) -> AdminEntryIn:
-        magnitude = abs(self.amount) if self.type == "adjustment" else self.amount
-        if not AMOUNT_MIN <= magnitude <= AMOUNT_MAX:
-            qualifier = "in absolute value " if self.type == "adjustment" else ""
-            raise ValueError(f"amount must be {qualifier}between {AMOUNT_MIN} and {AMOUNT_MAX} for {self.type}")
-        return self
 
 
 class EntryOut(BaseModel):
@@ -126,6 +134,3 @@ def problem_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
 
 def ok_response(status: int, model: type[BaseModel], description: str) -> dict[int, OpenAPIResponse]:
     return {status: {"description": description, "content": {"application/json": {"model": model}}}}
-
-
-AdminEntryType = Literal["grant", "payout", "refund", "adjustment"]
