@@ -53,6 +53,10 @@ SHARED_RECENT_MAX = 60  # recent entries / purchases any client may reverse, red
 REPEATABLE_RECENT_MAX = 50  # a client's own recent acknowledged requests it may replay
 # Reconciliation findings that report a business fact, not a ledger error (the report stays healthy).
 RECONCILE_NOTICE_KINDS = frozenset({"unrecovered_chargeback"})
+# What an audit may see while a Stripe webhook is between its ledger write and its event record
+# (the record is a second call; a crash between leaves it missing until Stripe redelivers).
+# The end-of-run reconciliation, after every delivery got its 2xx, must not see it.
+AUDIT_PENDING_KINDS = frozenset({"purchase_without_payment"})
 WELCOME_GRANT_ACTOR = "system:post-confirmation"  # the actor of the sign-up trigger's grant
 CHAOS_WELCOME_GRANT_TOKENS = 25  # the template's WelcomeGrantTokens for a run (default 0: no grant)
 
@@ -412,11 +416,11 @@ class Client:
         except LambdaDied:
             # API Gateway answers 5xx; the next request gets a fresh environment (a cold start).
             self.died += 1
-            self.api = LocalApi(self.workload.stack)
+            self._discard_environments()
             return None
         except Exception as failed:  # the invoke itself failed (e.g. a cold start's import): a 502
             self.invoke_errors[f"{type(failed).__name__}: {failed}"[:200]] += 1
-            self.api = LocalApi(self.workload.stack)
+            self._discard_environments()
             return ApiResponse(502, {}, "", None)
 
     def _trigger(self, function: str, event: dict[str, Any]) -> ApiResponse | None:
@@ -430,12 +434,26 @@ class Client:
                 returned = self.triggers[function].invoke(event)
         except LambdaDied:
             self.died += 1
-            self.triggers.pop(function, None)
+            self._discard_trigger(function)
             return None
         except Exception as failed:  # the trigger failed: Cognito answers the user with an error, retries
-            self.triggers.pop(function, None)
+            self._discard_trigger(function)
             return ApiResponse(502, {}, type(failed).__name__, None)
         return ApiResponse(200, {}, "", {"returned_event": returned == event})
+
+    def _discard_environments(self) -> None:
+        """The environment is gone: the next request cold-starts. infra.lambdas keeps every module
+        copy in sys.modules under a unique name; drop the old ones, or a long run grows by
+        about a megabyte per cold start (the pool offers no close(), hence `_idle`)."""
+        old, self.api = self.api, LocalApi(self.workload.stack)
+        for environments in old.pool._idle.values():
+            for environment in environments:
+                sys.modules.pop(environment.module.__name__, None)
+
+    def _discard_trigger(self, function: str) -> None:
+        environment = self.triggers.pop(function, None)
+        if environment is not None:
+            sys.modules.pop(environment.module.__name__, None)
 
     def _backoff(self, attempt: int) -> None:
         time.sleep(self.rng.random() * min(CLIENT_RETRY_DELAY_MS_MAX, attempt * 2) / 1000)
@@ -1146,10 +1164,14 @@ class Verifier:
     def audits_and_repairs_under_load(self) -> str:
         """The per-account audit saw no inconsistency mid-run; repair found nothing to repair."""
         problems = []
+        pending = 0
         audits = [op for op in self.ops if op.kind == "audit" and op.ok]
         for op in audits:
             body = op.body if isinstance(op.body, dict) else {}
-            if body.get("consistent") is not True:
+            found = [f for f in body.get("inconsistencies") or [] if f.get("kind") not in RECONCILE_NOTICE_KINDS]
+            wrong = [f for f in found if f.get("kind") not in AUDIT_PENDING_KINDS]
+            pending += len(found) - len(wrong)
+            if wrong or (body.get("consistent") is not True and not found):
                 problems.append(f"audit of {op.user_id} mid-run: {body.get('inconsistencies')}")
         repairs = [op for op in self.ops if op.kind == "repair" and op.ok]
         for op in repairs:
@@ -1159,7 +1181,10 @@ class Verifier:
         refused = [op for op in self.ops if op.kind in ("audit", "repair") and op.definite and not op.ok]
         problems += [f"{op.kind} of {op.user_id} answered {op.status} {_code(op.body)}" for op in refused]
         assert not problems, "; ".join(problems[:5])
-        return f"{len(audits)} audits during writes all consistent; {len(repairs)} repairs changed nothing"
+        return (
+            f"{len(audits)} audits during writes: no ledger inconsistency ({pending} saw a purchase whose "
+            f"Stripe event record was not written yet); {len(repairs)} repairs changed nothing"
+        )
 
     def unknown_outcomes(self) -> str:
         unknown = [op for op in self.ops if not op.definite]
