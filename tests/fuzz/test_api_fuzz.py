@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -27,9 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from infra.api import LocalApi
-from infra.template import LOCAL_REGION
-from infra.world import create_buckets, create_secrets, create_tables, make_moto_atomic
-from tests.conftest import STACK
+from tests.conftest import STACK, engine_world
 from tests.fuzz.wsgi import LocalApiWsgi
 from tests.invariants import assert_account_consistent
 
@@ -98,16 +95,9 @@ schema = schemathesis.openapi.from_dict(openapi_document())
 
 
 @pytest.fixture(scope="module")
-def wsgi_app() -> Iterator[LocalApiWsgi]:
-    """One moto world for the whole fuzz run, with a funded user so commitments can succeed."""
-    from moto import mock_aws
-
-    make_moto_atomic()
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
-        create_tables(STACK, dynamodb)
-        create_buckets(STACK, boto3.client("s3", region_name=LOCAL_REGION))
-        create_secrets(STACK, boto3.client("secretsmanager", region_name=LOCAL_REGION), {})
+def wsgi_app(dynamodb_endpoint: str | None) -> Iterator[LocalApiWsgi]:
+    """One world for the whole fuzz run (on the selected engine), with a funded user so commitments can succeed."""
+    with engine_world(dynamodb_endpoint) as dynamodb:
         api = LocalApi(STACK)
         grant = api.request(
             "POST",

@@ -1,4 +1,4 @@
-"""The same state machine on DynamoDB (moto, tables from template.yaml): fewer, shorter sequences.
+"""The same state machine on DynamoDB (moto, or DynamoDB Local with TOKENLEDGER_ENGINE): fewer, shorter sequences.
 
 What the in-memory fake cannot prove: the adapter's conditions and the decoding of
 `CancellationReasons` agree with the model under replays, lost answers and concurrent writers.
@@ -6,33 +6,36 @@ What the in-memory fake cannot prove: the adapter's conditions and the decoding 
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
 
-import boto3
+import pytest
 from hypothesis import HealthCheck, settings
 
-from infra.template import LOCAL_REGION
-from infra.world import create_tables, make_moto_atomic
-from tests.conftest import STACK
+from tests.conftest import STACK, engine_world
 from tests.invariants import assert_account_consistent
 from tests.properties.machine import LedgerMachine
 from tokenledger.adapters.dynamodb import DynamoLedgerRepository
 
+_endpoint: list[str | None] = [None]  # the selected engine's DynamoDB endpoint (None: moto)
+
+
+@pytest.fixture(autouse=True)
+def _engine(dynamodb_endpoint: str | None) -> None:
+    """The state machine is a unittest-style class: it learns the engine through this."""
+    _endpoint[0] = dynamodb_endpoint
+
 
 class MotoLedgerMachine(LedgerMachine):
-    def make_repository(self) -> DynamoLedgerRepository:
-        from moto import mock_aws
+    """Each sequence starts on fresh tables of the template, on moto or DynamoDB Local."""
 
-        make_moto_atomic()
-        self._mock: Any = mock_aws()
-        self._mock.start()
-        self.dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
-        names = create_tables(STACK, self.dynamodb)
+    def make_repository(self) -> DynamoLedgerRepository:
+        self._world = contextlib.ExitStack()
+        self.dynamodb = self._world.enter_context(engine_world(_endpoint[0]))
         return DynamoLedgerRepository(
             self.dynamodb,
-            accounts_table=names["AccountsTable"],
-            entries_table=names["EntriesTable"],
-            idempotency_table=names["IdempotencyTable"],
+            accounts_table=STACK.physical_name("AccountsTable"),
+            entries_table=STACK.physical_name("EntriesTable"),
+            idempotency_table=STACK.physical_name("IdempotencyTable"),
         )
 
     def check_account(self, user_id: str) -> tuple[int, int]:
@@ -40,9 +43,9 @@ class MotoLedgerMachine(LedgerMachine):
         return found["balance"], found["version"]
 
     def teardown(self) -> None:
-        mock = getattr(self, "_mock", None)
-        if mock is not None:
-            mock.stop()
+        world = getattr(self, "_world", None)
+        if world is not None:
+            world.close()
 
 
 MotoLedgerMachine.TestCase.settings = settings(
