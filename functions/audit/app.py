@@ -16,7 +16,7 @@ from tokenledger.adapters.ids import new_ulid, utc_now_iso
 from tokenledger.adapters.reports import build_audit_from_env
 from tokenledger.domain.errors import NotFound
 from tokenledger.http.api import caller, json_response, make_resolver
-from tokenledger.http.schemas import ID_PATTERN, Reason, problem_responses
+from tokenledger.http.schemas import ID_PATTERN, AuditOut, Reason, RepairOut, ReportOut, ok_response, problem_responses
 from tokenledger.observability import make_tracer
 from tokenledger.service.reconcile import audit_account, repair_account
 
@@ -39,12 +39,21 @@ class RepairIn(BaseModel):
     reason: Reason | None = None
 
 
-@app.get("/v1/admin/accounts/<user_id>/audit", responses=problem_responses(401, 403, 422))
+@app.get(
+    "/v1/admin/accounts/<user_id>/audit",
+    responses={**ok_response(200, AuditOut, "One account's chain checked"), **problem_responses(401, 403, 422)},
+)
 def get_account_audit(user_id: UserId) -> Response[dict]:
     return json_response(200, audit_account(wiring.probe, user_id, wiring.payments))
 
 
-@app.post("/v1/admin/accounts/<user_id>/repair", responses=problem_responses(401, 403, 409, 422))
+@app.post(
+    "/v1/admin/accounts/<user_id>/repair",
+    responses={
+        **ok_response(200, RepairOut, "The account item before and after"),
+        **problem_responses(401, 403, 409, 422),
+    },
+)
 def post_account_repair(user_id: UserId, body: Annotated[RepairIn, Body()]) -> Response[dict]:
     admin = caller(app)
     result = repair_account(
@@ -61,7 +70,13 @@ def post_account_repair(user_id: UserId, body: Annotated[RepairIn, Body()]) -> R
     return json_response(200, result)
 
 
-@app.get("/v1/admin/reports/latest", responses=problem_responses(401, 403, 404, 422))
+@app.get(
+    "/v1/admin/reports/latest",
+    responses={
+        **ok_response(200, ReportOut, "The latest reconciliation report"),
+        **problem_responses(401, 403, 404, 422),
+    },
+)
 def get_latest_report() -> Response[dict]:
     report = wiring.store.latest()
     if report is None:

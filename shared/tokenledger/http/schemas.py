@@ -113,6 +113,58 @@ class PackagesOut(BaseModel):
     packages: list[PackageOut]
 
 
+class _Open(BaseModel):
+    """A response shape that may carry more fields than it names (documented extensions)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class FindingOut(_Open):
+    kind: str
+    detail: str
+
+
+class AuditOut(_Open):
+    user_id: str
+    stored_balance: int
+    computed_balance: int
+    version: int
+    entries_checked: int
+    consistent: bool
+    inconsistencies: list[FindingOut]
+
+
+class BalanceVersionOut(BaseModel):
+    balance: int
+    version: int
+
+
+class RepairOut(_Open):
+    before: BalanceVersionOut
+    after: BalanceVersionOut
+    repaired: bool
+
+
+class AccountFindingOut(FindingOut):
+    user_id: str
+
+
+class ReportOut(_Open):
+    """The reconciliation report (docs/reconciliation.md lists the extension fields)."""
+
+    run_id: str
+    started_at: str
+    finished_at: str
+    accounts_checked: int
+    entries_checked: int
+    tokens_outstanding: int
+    totals_by_type: dict[str, int]
+    inconsistencies: list[AccountFindingOut]
+    unrecovered_chargebacks: int
+    healthy: bool
+    snapshot_key: str | None
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details (`application/problem+json`)."""
 
