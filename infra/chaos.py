@@ -207,6 +207,7 @@ class Request:
     raw_body: str | None = None  # exact bytes to send (Stripe signs the raw body)
     stripe: bool = False  # a webhook delivery: signed afresh on each try, retried until 2xx
     trigger: dict[str, Any] | None = None  # a Cognito trigger event, invoked on `path` (a function id)
+    query: dict[str, str] | None = None
 
 
 @dataclass
@@ -254,6 +255,7 @@ class Features:
     reversals: bool
     stripe: bool
     audit: bool  # the per-account audit and repair routes
+    balances: bool  # the admin balance summary
     signup: str | None  # the Cognito PostConfirmation function's logical id
     reconcile: str | None  # the function's logical id
 
@@ -267,6 +269,7 @@ class Features:
             stripe=api.match("POST", "/v1/webhooks/stripe") is not None,
             audit=api.match("POST", "/v1/admin/accounts/x/repair") is not None
             and api.match("GET", "/v1/admin/accounts/x/audit") is not None,
+            balances=api.match("GET", "/v1/admin/balances") is not None,
             signup=signup,
             reconcile=reconcile,
         )
@@ -317,6 +320,8 @@ class Workload:
             mix += [("audit", 2), ("repair", 1)]
         if features.signup:
             mix.append(("signup", 2))
+        if features.balances:
+            mix.append(("admin_balances", 2))
         self.kinds = [k for k, _ in mix]
         self.weights = [w for _, w in mix]
         # What every client may act on next: recent entries (to reverse) and purchases (to
@@ -416,7 +421,9 @@ class Client:
         body = request.raw_body if request.raw_body is not None else _dumps(request.body)
         try:
             with faults(self.injector):
-                return self.api.request(request.method, request.path, claims=request.claims, headers=headers, body=body)
+                return self.api.request(
+                    request.method, request.path, claims=request.claims, headers=headers, body=body, query=request.query
+                )
         except LambdaDied:
             # API Gateway answers 5xx; the next request gets a fresh environment (a cold start).
             self.died += 1
@@ -561,6 +568,11 @@ class Client:
     def _op_history(self, number: int) -> Op:
         user = self._user()
         return Op(self.number, number, "history", user, Request("GET", "/v1/transactions", user_claims(user)), None)
+
+    def _op_admin_balances(self, number: int) -> Op:
+        users = ",".join(self.workload.users)
+        request = Request("GET", "/v1/admin/balances", admin_claims(self.number), query={"user_ids": users})
+        return Op(self.number, number, "admin_balances", self.workload.users[0], request, None)
 
     def _op_batch(self, number: int) -> Op:
         key = self.key()
@@ -898,6 +910,8 @@ class Verifier:
             self.check(self.audits_and_repairs_under_load)
         if self.features.signup:
             self.check(self.welcome_granted_once)
+        if self.features.balances:
+            self.check(self.balance_summaries_sane)
         self.check(self.unknown_outcomes)
         return self.checks
 
@@ -1156,6 +1170,21 @@ class Verifier:
             f"{len(credited)} payments credited once each; {len(clawed)} clawed back within their purchase "
             f"({recovered} tokens recovered)"
         )
+
+    def balance_summaries_sane(self) -> str:
+        """Admin balance summaries read during the writes: one row per user asked, none negative, total = sum."""
+        problems = []
+        reads = [op for op in self.ops if op.kind == "admin_balances"]
+        for op in reads:
+            body = op.body if isinstance(op.body, dict) else {}
+            rows = body.get("balances") or []
+            asked = (op.request.query or {}).get("user_ids", "").split(",")
+            if op.status != 200 or [r["user_id"] for r in rows] != asked:
+                problems.append(f"{op.status}: {str(body)[:200]}")
+            elif any(r["balance"] < 0 for r in rows) or body.get("total") != sum(r["balance"] for r in rows):
+                problems.append(f"rows {rows} total {body.get('total')}")
+        assert not problems, "; ".join(problems[:5])
+        return f"{len(reads)} summaries read during the writes: none negative, totals add up"
 
     def _signed_up(self) -> set[str]:
         return {op.user_id for op in self.ops if op.kind == "signup"}
