@@ -8,7 +8,7 @@ PORT ?= 3000
 ENGINE ?= moto
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint typecheck check clean
+.PHONY: install run test lint typecheck check clean check-template
 
 $(STAMP): pyproject.toml shared/requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# cfn-lint, checkov, `sam validate --lint` and `sam build`, each in its own venv (docs/deploy.md).
+check-template:
+	bash infra/check_template.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
