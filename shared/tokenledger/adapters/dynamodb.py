@@ -33,6 +33,9 @@ HISTORY_QUERY_PAGES_MAX = 5
 ENTRY_ID_INDEX = "by-entry-id"
 RELATED_ID_INDEX = "by-related-id"
 
+# Cancellation reasons that mean "nothing happened, try the same write again".
+RETRYABLE_CANCELLATIONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+
 AttributeMap = dict[str, dict[str, Any]]
 
 
@@ -326,8 +329,9 @@ class DynamoLedgerRepository:
             code = reason.get("Code", "None")
             if code in ("None", None):
                 continue
-            if code == "TransactionConflict":
-                # Another transaction touched one of our items at the same moment: retry as is.
+            if code in RETRYABLE_CANCELLATIONS and befores:
+                # Another transaction touched one of our items at the same moment, or DynamoDB
+                # throttled one item: nothing was written, so plan again (after backoff) as is.
                 for user_id, before in befores.items():
                     stale.setdefault(user_id, before)
                 continue
