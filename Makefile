@@ -21,8 +21,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m infra.local --port $(PORT) --engine $(ENGINE) $(if $(SEED),--seed,) $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 
+# The engine: TOKENLEDGER_ENGINE from the environment, else ENGINE (moto); docs/engines.md.
 test: $(STAMP)
-	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	TOKENLEDGER_ENGINE=$${TOKENLEDGER_ENGINE:-$(ENGINE)} $(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -30,6 +31,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	for handler in functions/*/app.py; do $(BIN)/mypy --no-error-summary $$handler || exit 1; done
 
 check: lint typecheck test
 
@@ -40,17 +42,17 @@ check-template:
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
 
-# docs/openapi.json, generated from the handlers (a test fails when it is stale).
-.PHONY: openapi
-openapi: $(STAMP)
-	$(BIN)/python -m infra.openapi
-
 # Benchmarks (docs/benchmarks.md): prints the tables and writes bench/results.json; never fails on a time.
 # BENCH_ARGS=--quick for fewer samples (CI); --skip SECTION... to leave sections out.
 BENCH_ARGS ?=
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# docs/openapi.json, generated from the handlers (a test fails when it is stale).
+.PHONY: openapi
+openapi: $(STAMP)
+	$(BIN)/python -m infra.openapi
 
 # Chaos workload (docs/reliability.md): seeded concurrent clients, faults injected at the DynamoDB
 # client, every invariant checked after; exits 1 if one breaks. Override SEED, OPS, CLIENTS,
