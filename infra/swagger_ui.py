@@ -7,14 +7,14 @@ from outside this machine. ``python -m infra.swagger_ui`` installs it ahead of t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from infra.npm import NpmFetchFailed, check_sha256, npm_pack
 
 NPM_PACKAGE = "swagger-ui-dist"
 NPM_VERSION = "5.35.0"
@@ -52,50 +52,23 @@ def find_installed() -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def ensure_installed() -> Path:
     """Fetch, verify and unpack the package if needed; returns the folder with the assets."""
     found = find_installed()
     if found is not None:
         return found
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SwaggerUIUnavailable(f"`npm` not found; it is needed once to fetch {NPM_PACKAGE}@{NPM_VERSION}")
     final = cache_dir()
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{NPM_VERSION}.tmp-", dir=final.parent))
     try:
-        env = {**os.environ, "npm_config_audit": "false", "npm_config_fund": "false", "npm_config_loglevel": "error"}
         try:
-            result = subprocess.run(
-                [npm, "pack", f"{NPM_PACKAGE}@{NPM_VERSION}"],
-                cwd=work,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=NPM_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise SwaggerUIUnavailable(f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` timed out") from exc
-        tarballs = sorted(work.glob("*.tgz"))
-        if result.returncode != 0 or len(tarballs) != 1:
-            raise SwaggerUIUnavailable(f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` failed: {result.stderr.strip()[-500:]}")
-        actual = _sha256(tarballs[0])
-        if actual != TARBALL_SHA256:
-            raise SwaggerUIUnavailable(
-                f"checksum mismatch for {tarballs[0].name}: expected {TARBALL_SHA256}, got {actual}"
-            )
-        with tarfile.open(tarballs[0], "r:gz") as tar:
+            tarball = npm_pack(NPM_PACKAGE, NPM_VERSION, work, timeout_s=NPM_TIMEOUT_S)
+            actual = check_sha256(tarball, TARBALL_SHA256)
+        except NpmFetchFailed as exc:
+            raise SwaggerUIUnavailable(str(exc)) from exc
+        with tarfile.open(tarball, "r:gz") as tar:
             tar.extractall(work, filter="data")
-        tarballs[0].unlink()
+        tarball.unlink()
         work.chmod(0o755)
         (work / _MARKER).write_text(f"{NPM_PACKAGE}@{NPM_VERSION} sha256={actual}\n")
         if final.exists() and not (final / _MARKER).is_file():
