@@ -17,16 +17,13 @@ from bench.counting import CallRecorder
 from infra.events import http_event
 from infra.lambdas import Environment
 from infra.template import LOCAL_REGION, Route, Stack
+from infra.world import LOCAL_AWS_ENVIRONMENT, environment_variable
 
 STACK = Stack()
 
 # What the tests set (tests/conftest.py), plus every variable the template gives the functions.
 BASE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": LOCAL_REGION,
-    "AWS_REGION": LOCAL_REGION,
+    **LOCAL_AWS_ENVIRONMENT,
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
@@ -71,7 +68,7 @@ class World:
 
                 server = stack.enter_context(DynamoDBLocal())
                 self.endpoint_url = server.endpoint_url
-                stack.enter_context(_env_var("AWS_ENDPOINT_URL_DYNAMODB", server.endpoint_url))
+                stack.enter_context(environment_variable("AWS_ENDPOINT_URL_DYNAMODB", server.endpoint_url))
             stack.enter_context(mock_aws())
             # A fresh default session: every client the handlers create from it carries our hooks.
             boto3.setup_default_session(region_name=LOCAL_REGION)
@@ -164,16 +161,3 @@ def new_id(prefix: str) -> str:
 
 def idem_key() -> str:
     return "bench-" + uuid.uuid4().hex
-
-
-@contextlib.contextmanager
-def _env_var(name: str, value: str) -> Iterator[None]:
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous

@@ -39,6 +39,7 @@ from typing import Any
 
 from infra.api import ApiResponse, LocalApi
 from infra.template import LOCAL_REGION, Stack
+from infra.world import LOCAL_AWS_ENVIRONMENT
 
 ENGINES = ("moto", "dynamodb-local")
 HOT_ACCOUNTS = 6
@@ -1274,11 +1275,7 @@ def _restore_env(name: str, value: str | None) -> None:
 
 def _environment_defaults(stack: Stack) -> None:
     defaults = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": LOCAL_REGION,
-        "AWS_REGION": LOCAL_REGION,
+        **LOCAL_AWS_ENVIRONMENT,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "CRITICAL",
     }

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-from infra.template import Stack
+from infra.template import LOCAL_REGION, Stack
+
+# Credentials and region for local engines (moto, DynamoDB Local): never real ones.
+LOCAL_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": LOCAL_REGION,
+    "AWS_REGION": LOCAL_REGION,
+}
 
 _MOTO_LOCK = threading.RLock()
 _moto_patched = False
@@ -39,6 +49,20 @@ def moto_lock() -> Iterator[None]:
     """Hold moto's dispatch lock (e.g. to take a consistent look at moto's state)."""
     with _MOTO_LOCK:
         yield
+
+
+@contextlib.contextmanager
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """Set one environment variable for the duration of the block, then restore it."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def create_tables(stack: Stack, dynamodb: Any) -> dict[str, str]:

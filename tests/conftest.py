@@ -27,7 +27,15 @@ import pytest
 
 from infra.api import ApiResponse, LocalApi
 from infra.template import LOCAL_REGION, Stack
-from infra.world import create_buckets, create_secrets, create_tables, drop_tables, make_moto_atomic
+from infra.world import (
+    LOCAL_AWS_ENVIRONMENT,
+    create_buckets,
+    create_secrets,
+    create_tables,
+    drop_tables,
+    environment_variable,
+    make_moto_atomic,
+)
 
 STACK = Stack()
 
@@ -43,11 +51,7 @@ for _name in ("AWS_ENDPOINT_URL", DYNAMODB_ENDPOINT_ENV_VAR):
 
 os.environ.update(
     {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": LOCAL_REGION,
-        "AWS_REGION": LOCAL_REGION,
+        **LOCAL_AWS_ENVIRONMENT,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "tokenledger",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -144,19 +148,6 @@ def dynamodb_endpoint(engine: str) -> Iterator[str | None]:
         server.stop()
 
 
-@contextlib.contextmanager
-def _environment_variable(name: str, value: str) -> Iterator[None]:
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
-
-
 def _mock_aws_passing_through(endpoint_url: str) -> Any:
     """moto for S3 and Secrets Manager, letting every request to `endpoint_url` through untouched."""
     from moto import mock_aws
@@ -177,7 +168,7 @@ def _mocked(dynamodb_endpoint: str | None) -> Iterator[Any]:
             yield boto3.client("dynamodb", region_name=LOCAL_REGION)
         return
     with (
-        _environment_variable(DYNAMODB_ENDPOINT_ENV_VAR, dynamodb_endpoint),
+        environment_variable(DYNAMODB_ENDPOINT_ENV_VAR, dynamodb_endpoint),
         _mock_aws_passing_through(dynamodb_endpoint),
     ):
         dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
