@@ -129,6 +129,32 @@ def test_a_refused_commitment_prints_the_problem_and_exits_1(run: Any) -> None:
     assert json.loads(run("balance", user, "--json")[1])["version"] == 0
 
 
+def test_a_refusal_under_json_is_the_problem_json_on_stderr(run: Any) -> None:
+    user = new_user()
+
+    code, out, err = run("commit", user, "5", "--prediction", "p-x", "--json")
+
+    assert code == cli.EXIT_REFUSED
+    assert out == ""
+    assert err.count("\n") == 1
+    problem = json.loads(err)
+    assert (problem["status"], problem["code"], problem["shortfall"]) == (409, "insufficient_balance", 5)
+
+
+def test_with_a_real_token_user_routes_take_no_user(run: Any) -> None:
+    user = new_user()
+    run("grant", user, "10", "--reason", "token test")
+    token = devauth.mint(user)
+
+    code, out, _ = run("balance", "--token", token, "--json")
+    committed = run("--token", token, "commit", "4", "--prediction", "p-token")
+
+    assert code == 0
+    assert (json.loads(out)["user_id"], json.loads(out)["balance"]) == (user, 10)
+    assert committed[0] == 0, committed[2]
+    assert "balance now 6" in committed[1]
+
+
 def test_stripe_purchase_signs_a_checkout_event_the_webhook_accepts(run: Any) -> None:
     if "POST /v1/webhooks/stripe" not in ROUTES:
         pytest.skip("template.yaml has no POST /v1/webhooks/stripe yet (the Stripe issue adds it)")
