@@ -24,7 +24,7 @@ SEED_TOKENS = 1_000
 
 
 def run(world: World, *, writes_per_writer: int) -> list[dict[str, Any]]:
-    from tests.invariants import chain_of
+    from infra.invariants import chain_of
 
     writers_max = max(WRITER_COUNTS)
     envs = [world.environment_for("POST", "/v1/commitments") for _ in range(writers_max)]

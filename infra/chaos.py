@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.api import ApiResponse, LocalApi
+from infra.invariants import InvariantBroken, assert_account_consistent, require
 from infra.template import LOCAL_REGION, Stack
 from infra.world import LOCAL_AWS_ENVIRONMENT
 
@@ -920,7 +921,7 @@ class Verifier:
         name = fn.__name__
         try:
             detail = fn()
-        except AssertionError as failed:
+        except InvariantBroken as failed:
             self.checks.append(Check(name, False, str(failed) or "assertion failed"))
             return
         self.checks.append(Check(name, True, detail))
@@ -930,28 +931,26 @@ class Verifier:
         return set(self.accounts) | {e["user_id"] for e in self.entries}
 
     def ledger_consistent(self) -> str:
-        from tests.invariants import assert_account_consistent
-
         failures = []
         for user in sorted(self.users()):
             try:
                 assert_account_consistent(self.dynamodb, self.stack, user)
-            except AssertionError as broken:
+            except InvariantBroken as broken:
                 failures.append(f"{user}: {broken}")
-        assert not failures, "; ".join(failures[:5])
+        require(not failures, "; ".join(failures[:5]))
         return f"{len(self.users())} accounts: seq 1..n, chain, version = n, balance = last balance_after"
 
     def no_negative_balance(self) -> str:
         negative = [u for u, a in self.accounts.items() if int(a.get("balance", 0)) < 0]
         negative += [f"{e['user_id']}#{e['seq']}" for e in self.entries if e["balance_after"] < 0]
-        assert not negative, f"below zero: {negative[:5]}"
+        require(not negative, f"below zero: {negative[:5]}")
         lowest = min((int(a.get("balance", 0)) for a in self.accounts.values()), default=0)
         return f"lowest balance {lowest}; no balance_after below zero in {len(self.entries)} entries"
 
     def totals_match(self) -> str:
         balances = sum(int(a.get("balance", 0)) for a in self.accounts.values())
         moved = sum(e["amount"] for e in self.entries)
-        assert balances == moved, f"sum of balances {balances} != sum of entry amounts {moved}"
+        require(balances == moved, f"sum of balances {balances} != sum of entry amounts {moved}")
         return f"sum of balances = sum of entry amounts = {balances}"
 
     def reconciliation_clean(self) -> str:
@@ -972,13 +971,13 @@ class Verifier:
         report = Environment(spec).invoke(event)
         if isinstance(report, dict) and isinstance(report.get("body"), str):
             report = json.loads(report["body"])
-        assert isinstance(report, dict), f"reconcile returned {type(report).__name__}"
+        require(isinstance(report, dict), f"reconcile returned {type(report).__name__}")
         findings = report.get("inconsistencies") or []
         wrong = [f for f in findings if f.get("kind") not in RECONCILE_NOTICE_KINDS]
-        assert report.get("healthy") is True and not wrong, f"reconciliation found {wrong[:5]}"
+        require(report.get("healthy") is True and not wrong, f"reconciliation found {wrong[:5]}")
         unrecovered = sum(int(e.get("unrecovered") or 0) for e in self.entries if e["type"] == "chargeback")
         reported = int(report.get("unrecovered_chargebacks") or 0)
-        assert reported == unrecovered, f"report says {reported} tokens unrecovered, the entries {unrecovered}"
+        require(reported == unrecovered, f"report says {reported} tokens unrecovered, the entries {unrecovered}")
         return (
             f"healthy, no inconsistency; {report.get('accounts_checked')} accounts, "
             f"{report.get('entries_checked')} entries, {report.get('tokens_outstanding')} tokens outstanding, "
@@ -1006,13 +1005,13 @@ class Verifier:
         by_key = self._entries_by_key()
         expected = self._expected_per_key()
         twice = [k for k, found in by_key.items() if len(found) > expected.get(k, 0)]
-        assert not twice, f"keys that moved tokens more than once: {twice[:5]}"
+        require(not twice, f"keys that moved tokens more than once: {twice[:5]}")
         batches_split = [
             k
             for k, found in by_key.items()
             if expected.get(k, 1) > 1 and len(found) != expected[k]  # all or nothing
         ]
-        assert not batches_split, f"batches partly applied: {batches_split[:5]}"
+        require(not batches_split, f"batches partly applied: {batches_split[:5]}")
         return f"{len(by_key)} of {len(expected)} keys moved tokens, each once"
 
     def stored_responses_match_ledger(self) -> str:
@@ -1039,7 +1038,7 @@ class Verifier:
         unrecorded = keyed - {str(r["pk"]).rsplit("|", 1)[-1] for r in self.idempotency if "response" in r}
         if unrecorded:
             problems.append(f"entries without an idempotency record: {sorted(unrecorded)[:5]}")
-        assert not problems, "; ".join(problems[:5])
+        require(not problems, "; ".join(problems[:5]))
         return f"{records} stored responses each name exactly their key's entries"
 
     def every_entry_explained(self) -> str:
@@ -1058,7 +1057,7 @@ class Verifier:
             if entry["type"] in ("purchase", "chargeback") and entry.get("related_id") in payments:
                 continue
             orphans.append(f"{entry['user_id']}#{entry['seq']} {entry['type']} {entry['amount']}")
-        assert not orphans, f"entries no client asked for: {orphans[:5]}"
+        require(not orphans, f"entries no client asked for: {orphans[:5]}")
         return f"all {len(self.entries)} entries trace back to a request"
 
     def acknowledged_in_ledger(self) -> str:
@@ -1074,7 +1073,7 @@ class Verifier:
                 for name in ("user_id", "seq", "type", "amount", "balance_after", "counterparty", "created_at"):
                     if stored.get(name) != entry.get(name):
                         missing.append(f"{op.kind} {op.key}: {name} {entry.get(name)!r} != stored {stored.get(name)!r}")
-        assert not missing, "; ".join(missing[:5])
+        require(not missing, "; ".join(missing[:5]))
         acknowledged = sum(1 for op in self.ops if op.ok and op.request.method == "POST")
         return f"{acknowledged} acknowledged writes, {count} entries answered, all in the ledger as answered"
 
@@ -1086,7 +1085,7 @@ class Verifier:
             for op in self.ops
             if op.definite and not op.ok and op.key and op.key not in acknowledged and op.key in by_key
         ]
-        assert not moved, f"refused (4xx) yet in the ledger: {moved[:5]}"
+        require(not moved, f"refused (4xx) yet in the ledger: {moved[:5]}")
         refused = sum(1 for op in self.ops if op.definite and not op.ok)
         codes = Counter(_code(op.body) for op in self.ops if op.definite and not op.ok)
         return f"{refused} refusals moved nothing ({', '.join(f'{c}: {n}' for c, n in sorted(codes.items()))})"
@@ -1102,7 +1101,7 @@ class Verifier:
         for op in reuses:
             if op.status != 422 or _code(op.body) != "idempotency_key_reused":
                 problems.append(f"{op.key}: reuse answered {op.status} {_code(op.body)}")
-        assert not problems, "; ".join(problems[:5])
+        require(not problems, "; ".join(problems[:5]))
         return f"{len(replays)} replays answered as the original; {len(reuses)} key reuses refused with 422"
 
     def history_shows_acknowledged(self) -> str:
@@ -1116,7 +1115,7 @@ class Verifier:
                 if cursor:
                     query["cursor"] = cursor
                 response = self.api.request("GET", "/v1/transactions", claims=user_claims(user), query=query)
-                assert response.status == 200, f"history of {user}: {response.status} {response.body[:200]}"
+                require(response.status == 200, f"history of {user}: {response.status} {response.body[:200]}")
                 for item in response.json["items"]:
                     items[item["entry_id"]] = item
                 cursor = response.json.get("next_cursor")
@@ -1136,13 +1135,13 @@ class Verifier:
         short = [u for u, n in counts.items() if n != ledger_counts.get(u, 0)]
         if short:
             problems.append(f"history length differs from the ledger for {short[:5]}")
-        assert not problems, "; ".join(problems[:5])
+        require(not problems, "; ".join(problems[:5]))
         return f"{checked} acknowledged entries shown, identical, in their users' histories"
 
     def reversed_at_most_once(self) -> str:
         reversals = Counter(e["reverses"] for e in self.entries if e["type"] == "reversal" and e.get("reverses"))
         twice = [k for k, n in reversals.items() if n > 1]
-        assert not twice, f"entries reversed more than once: {twice[:5]}"
+        require(not twice, f"entries reversed more than once: {twice[:5]}")
         return f"{len(reversals)} entries reversed, each once"
 
     def payment_credited_at_most_once(self) -> str:
@@ -1160,12 +1159,12 @@ class Verifier:
             elif entry["type"] == "chargeback":
                 clawed[payment] += -entry["amount"] + int(entry.get("unrecovered") or 0)
         twice = [p for p, n in credited.items() if n > 1]
-        assert not twice, f"payments credited more than once: {twice[:5]}"
+        require(not twice, f"payments credited more than once: {twice[:5]}")
         over = [p for p, n in clawed.items() if n > purchased.get(p, 0)]
-        assert not over, f"payments clawed back beyond their purchase: {over[:5]}"
+        require(not over, f"payments clawed back beyond their purchase: {over[:5]}")
         acknowledged = [p for p, op in payments.items() if op.ok]
         uncredited = [p for p in acknowledged if credited[p] != 1]
-        assert not uncredited, f"acknowledged purchases not credited: {uncredited[:5]}"
+        require(not uncredited, f"acknowledged purchases not credited: {uncredited[:5]}")
         recovered = sum(-e["amount"] for e in self.entries if e["type"] == "chargeback")
         return (
             f"{len(credited)} payments credited once each; {len(clawed)} clawed back within their purchase "
@@ -1184,7 +1183,7 @@ class Verifier:
                 problems.append(f"{op.status}: {str(body)[:200]}")
             elif any(r["balance"] < 0 for r in rows) or body.get("total") != sum(r["balance"] for r in rows):
                 problems.append(f"rows {rows} total {body.get('total')}")
-        assert not problems, "; ".join(problems[:5])
+        require(not problems, "; ".join(problems[:5]))
         return f"{len(reads)} summaries read during the writes: none negative, totals add up"
 
     def _signed_up(self) -> set[str]:
@@ -1193,11 +1192,11 @@ class Verifier:
     def welcome_granted_once(self) -> str:
         grants = Counter(e["user_id"] for e in self.entries if e.get("actor") == WELCOME_GRANT_ACTOR)
         twice = [u for u, n in grants.items() if n > 1]
-        assert not twice, f"welcome grant given more than once to {twice[:5]}"
+        require(not twice, f"welcome grant given more than once to {twice[:5]}")
         confirmed = {op.user_id for op in self.ops if op.kind == "signup" and op.ok}
         tokens = int(os.environ.get("WELCOME_GRANT_TOKENS", "0"))
         missing = sorted(u for u in confirmed if tokens and grants[u] != 1)
-        assert not missing, f"confirmed sign-ups without their welcome grant: {missing[:5]}"
+        require(not missing, f"confirmed sign-ups without their welcome grant: {missing[:5]}")
         signups = sum(1 for op in self.ops if op.kind == "signup")
         return f"{signups} sign-up triggers (redelivered) for {len(confirmed)} users: {sum(grants.values())} grants"
 
@@ -1220,7 +1219,7 @@ class Verifier:
                 problems.append(f"repair of {op.user_id} changed a consistent account: {body}")
         refused = [op for op in self.ops if op.kind in ("audit", "repair") and op.definite and not op.ok]
         problems += [f"{op.kind} of {op.user_id} answered {op.status} {_code(op.body)}" for op in refused]
-        assert not problems, "; ".join(problems[:5])
+        require(not problems, "; ".join(problems[:5]))
         return (
             f"{len(audits)} audits during writes: no ledger inconsistency ({pending} saw a purchase whose "
             f"Stripe event record was not written yet); {len(repairs)} repairs changed nothing"
@@ -1230,8 +1229,9 @@ class Verifier:
         unknown = [op for op in self.ops if not op.definite]
         by_key = self._entries_by_key()
         landed = sum(1 for op in unknown if op.key in by_key)
-        assert len(unknown) <= len(self.ops) // 100 + 1, (
-            f"{len(unknown)} operations never got a definite answer in {CLIENT_ATTEMPTS_MAX} tries"
+        require(
+            len(unknown) <= len(self.ops) // 100 + 1,
+            f"{len(unknown)} operations never got a definite answer in {CLIENT_ATTEMPTS_MAX} tries",
         )
         return f"{len(unknown)} operations without a definite answer ({landed} of them landed, once)"
 

@@ -369,9 +369,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # ---------------------------------------------------------------- demo data
-DEMO_PREDICTIONS = ("p-worldcup-final", "p-moon-base-2030", "p-rain-tomorrow")
-
-
 def seed_demo(url: str, local: LocalStack, *, stream: Any = None) -> list[dict[str, Any]]:
     """A few users with purchases, commitments and a payout, written through the API itself."""
     from infra.cli import ApiClient, ApiRefused, Progress, checkout_completed_event, local_catalog

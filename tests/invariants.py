@@ -1,48 +1,5 @@
-"""Ledger invariants checked straight on the tables, independent of the code under test."""
+"""The ledger invariants live in `infra.invariants` (shared with chaos and bench); re-exported for the tests."""
 
-from __future__ import annotations
+from infra.invariants import InvariantBroken, assert_account_consistent, chain_of, require
 
-from typing import Any
-
-from infra.template import Stack
-
-
-def chain_of(dynamodb: Any, stack: Stack, user_id: str) -> list[dict[str, int]]:
-    names = {k: v["TableName"] for k, v in stack.table_definitions().items()}
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {
-        "TableName": names["EntriesTable"],
-        "KeyConditionExpression": "user_id = :u",
-        "ExpressionAttributeValues": {":u": {"S": user_id}},
-        "ConsistentRead": True,
-    }
-    while True:
-        page = dynamodb.query(**kwargs)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return [
-        {"seq": int(i["seq"]["N"]), "amount": int(i["amount"]["N"]), "balance_after": int(i["balance_after"]["N"])}
-        for i in items
-    ]
-
-
-def assert_account_consistent(dynamodb: Any, stack: Stack, user_id: str) -> dict[str, int]:
-    """Seq 1..n without gaps, the chain holds, never negative, version = n, balance = last."""
-    names = {k: v["TableName"] for k, v in stack.table_definitions().items()}
-    chain = chain_of(dynamodb, stack, user_id)
-    item = dynamodb.get_item(TableName=names["AccountsTable"], Key={"user_id": {"S": user_id}}, ConsistentRead=True)
-    account = item.get("Item")
-    balance = int(account["balance"]["N"]) if account else 0
-    version = int(account["version"]["N"]) if account else 0
-    assert [e["seq"] for e in chain] == list(range(1, len(chain) + 1)), "seq must run 1..n without gaps"
-    running = 0
-    for entry in chain:
-        running += entry["amount"]
-        assert entry["balance_after"] == running, f"chain breaks at seq {entry['seq']}"
-        assert entry["balance_after"] >= 0, f"negative balance at seq {entry['seq']}"
-    assert version == len(chain), "version must equal the last seq"
-    assert balance == running, "stored balance must equal the chain's"
-    assert balance >= 0
-    return {"balance": balance, "version": version, "entries": len(chain)}
+__all__ = ["InvariantBroken", "assert_account_consistent", "chain_of", "require"]

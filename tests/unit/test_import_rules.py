@@ -1,0 +1,61 @@
+"""The layers' import rules, checked from the source so they stay true (docs: README, Layout)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME_TREES = ("shared", "infra", "bench", "functions")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _modules(*trees: str) -> list[Path]:
+    return sorted(p for tree in trees for p in (ROOT / tree).rglob("*.py") if ".venv" not in p.parts)
+
+
+def _offenders(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in paths
+        for name in sorted(_imports(path))
+        if any(name == f or name.startswith(f + ".") for f in forbidden)
+    ]
+
+
+def test_nothing_outside_tests_imports_tests() -> None:
+    assert _modules(*RUNTIME_TREES), "the scan found no modules: the paths are wrong"
+    assert _offenders(_modules(*RUNTIME_TREES), ("tests",)) == []
+
+
+def test_domain_imports_nothing_outward() -> None:
+    domain = _modules("shared/tokenledger/domain")
+    assert domain
+    outward = ("tokenledger.service", "tokenledger.adapters", "tokenledger.http", "boto3", "botocore")
+    assert _offenders(domain, outward) == []
+
+
+def test_service_layer_talks_to_no_aws_sdk() -> None:
+    service = _modules("shared/tokenledger/service")
+    assert service
+    assert _offenders(service, ("boto3", "botocore", "aws_lambda_powertools.event_handler")) == []
+
+
+def test_a_broken_invariant_is_reported_under_python_dash_o() -> None:
+    """`python -O` strips asserts; the invariant checks must still fail when broken."""
+    code = "from infra.invariants import require\nrequire(1 + 1 == 3, 'arithmetic broke')\n"
+    run = subprocess.run([sys.executable, "-O", "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert run.returncode != 0
+    assert "InvariantBroken: arithmetic broke" in run.stderr
