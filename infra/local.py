@@ -18,7 +18,8 @@ Local, started here (``--data-dir`` keeps its data between runs) or the one that
 uses no moto at all and talks to whatever ``AWS_ENDPOINT_URL`` names (LocalStack, a moto
 server), creating the template's resources that are missing.
 
-Also served: ``/docs`` (Swagger UI, from the pinned npm package swagger-ui-dist),
+Also served: ``/console`` (the web console, ``infra.console``; docs/console.md),
+``/docs`` (Swagger UI, from the pinned npm package swagger-ui-dist),
 ``/openapi.json`` (generated from the handlers), ``/healthz``.
 """
 
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from infra import devauth, swagger_ui
+from infra import console, devauth, swagger_ui
 from infra.cli import CliError
 from infra.dynamodb_local import DynamoDBLocalUnavailable
 from infra.template import LOCAL_REGION, REPO_ROOT, Route, Stack
@@ -104,6 +105,7 @@ class LocalStack:
         self.openapi_error: str | None = None
         self.swagger_dir: Path | None = None
         self.swagger_error: str | None = None
+        self.console: console.ConsoleSite | None = None
         self.ready = threading.Event()
         self.external_dynamodb: str | None = None
 
@@ -134,6 +136,7 @@ class LocalStack:
         create_secrets(self.stack, boto3.client("secretsmanager", region_name=LOCAL_REGION), secret_values)
         self.api = LocalApi(self.stack)
         self._docs()
+        self.console = console.ConsoleSite(self)
         return self
 
     def _environment(self) -> None:
@@ -262,6 +265,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str, path: str, query_string: str, raw: bytes) -> int:
         local = self.server.local
+        if local.console is not None and console.ConsoleSite.handles(path):
+            return self._send(*local.console.respond(method, path, raw, str(self.client_address[0])))
         if method == "GET":
             if path in ("/", "/docs/"):
                 return self._send(302, b"", "text/plain", {"location": "/docs"})
@@ -445,12 +450,15 @@ def first_screen(url: str, local: LocalStack, seeded: list[dict[str, Any]] | Non
         "",
         f"  API      {url}",
         f"  Docs     {url}/docs   (OpenAPI document: {url}/openapi.json)",
+        f"  Console  {url}/console   (pick a user; `ops` is in the admin group)",
         f"  Engine   {engine}",
         f"  Routes   {len(routes)} from template.yaml, each behind a bearer token unless marked:",
     ]
     lines += [f"             {r.method:<5} {r.path}{'' if r.authorized else '   (no JWT)'}" for r in routes]
     if local.swagger_error:
         lines.append(f"  Note     /docs without Swagger UI: {local.swagger_error}")
+    if local.console is not None and local.console.vendor_error:
+        lines.append(f"  Note     /console without charts: {local.console.vendor_error}")
     if local.openapi_error:
         lines.append(f"  Note     /openapi.json unavailable: {local.openapi_error}")
     lines += [

@@ -1,4 +1,4 @@
-"""Admin audit: one account's audit and repair, and the latest reconciliation report."""
+"""Admin audit: one account's audit and repair, the latest reconciliation report and past runs."""
 
 from __future__ import annotations
 
@@ -6,17 +6,26 @@ from typing import Annotated
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from tokenledger.adapters.dynamodb import DynamoLedgerRepository
 from tokenledger.adapters.ids import new_ulid, utc_now_iso
-from tokenledger.adapters.reports import build_audit_from_env
+from tokenledger.adapters.reports import REPORTS_LIST_MAX, build_audit_from_env
 from tokenledger.domain.errors import NotFound
 from tokenledger.http.api import caller, json_response, make_resolver
-from tokenledger.http.schemas import ID_PATTERN, AuditOut, Reason, RepairOut, ReportOut, ok_response, problem_responses
+from tokenledger.http.schemas import (
+    ID_PATTERN,
+    AuditOut,
+    Reason,
+    RepairOut,
+    ReportListOut,
+    ReportOut,
+    ok_response,
+    problem_responses,
+)
 from tokenledger.observability import make_tracer
 from tokenledger.service.reconcile import audit_account, repair_account
 
@@ -82,6 +91,22 @@ def get_latest_report() -> Response[dict]:
     if report is None:
         raise NotFound("no reconciliation has run yet")
     return json_response(200, report)
+
+
+REPORTS_LIST_DEFAULT = 20
+
+
+@app.get(
+    "/v1/admin/reports",
+    responses={
+        **ok_response(200, ReportListOut, "Past reconciliation runs, newest first, without their findings"),
+        **problem_responses(401, 403, 422),
+    },
+)
+def list_reports(
+    limit: Annotated[int, Query(ge=1, le=REPORTS_LIST_MAX)] = REPORTS_LIST_DEFAULT,
+) -> Response[dict]:
+    return json_response(200, {"reports": wiring.store.recent(limit)})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

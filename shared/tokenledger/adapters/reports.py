@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -34,12 +35,38 @@ RUNS_PREFIX = "reports/runs/"
 SNAPSHOT_SUFFIX = ".snapshot.jsonl"
 REPORT_BYTES_MAX = 64 * 1024 * 1024  # a report is read whole: refuse anything absurd
 SPOOL_BYTES_MAX = 8 * 1024 * 1024  # snapshot bytes kept in memory before spilling to /tmp
+REPORTS_LIST_MAX = 50  # reports read by one `GET /v1/admin/reports` (each is one GetObject)
+_YEAR_PREFIX = re.compile(r"reports/\d{4}/")
+_MONTH_PREFIX = re.compile(r"reports/\d{4}/\d{2}/")
+_REPORT_KEY = re.compile(r"reports/\d{4}/\d{2}/\d{2}/[A-Za-z0-9_-]+\.json")
 
 
 def dated_prefix(started_at: str) -> str:
     """`reports/YYYY/MM/DD/` from an ISO 8601 timestamp such as 2026-11-25T03:00:00.000Z."""
     year, month, day = started_at[:10].split("-")
     return f"{REPORTS_PREFIX}{year}/{month}/{day}/"
+
+
+def report_summary(report: dict[str, Any], key: str) -> dict[str, Any]:
+    """A report without its findings list: the figures a trend chart needs."""
+    by_kind: dict[str, int] = dict(report.get("findings_by_kind") or {})
+    if not by_kind:  # reports before findings_by_kind: count the listed findings
+        for finding in report.get("inconsistencies") or []:
+            kind = str(finding.get("kind", "unknown"))
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+    return {
+        "run_id": report.get("run_id"),
+        "started_at": report.get("started_at"),
+        "finished_at": report.get("finished_at"),
+        "accounts_checked": report.get("accounts_checked", 0),
+        "entries_checked": report.get("entries_checked", 0),
+        "tokens_outstanding": report.get("tokens_outstanding", 0),
+        "unrecovered_chargebacks": report.get("unrecovered_chargebacks", 0),
+        "findings": sum(by_kind.values()),
+        "findings_by_kind": by_kind,
+        "healthy": bool(report.get("healthy")),
+        "key": key,
+    }
 
 
 def report_key(run_id: str, started_at: str) -> str:
@@ -107,6 +134,43 @@ class ReportStore:
 
     def latest(self) -> dict[str, Any] | None:
         return self.get_json(LATEST_KEY)
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """Summaries of the newest `limit` dated reports, newest first (`GET /v1/admin/reports`).
+
+        Walks `reports/<YYYY>/<MM>/` prefixes from the newest down, so the listing costs a few
+        requests per month of runs, never a listing of the whole bucket; then reads each report.
+        """
+        if not 1 <= limit <= REPORTS_LIST_MAX:
+            raise ValueError(f"limit must be 1..{REPORTS_LIST_MAX}")
+        keys: list[str] = []
+        for year in self._child_prefixes(REPORTS_PREFIX, _YEAR_PREFIX):
+            for month in self._child_prefixes(year, _MONTH_PREFIX):
+                keys.extend(self._report_keys(month))
+                if len(keys) >= limit:
+                    break
+            if len(keys) >= limit:
+                break
+        summaries = []
+        for key in keys[:limit]:
+            report = self.get_json(key)
+            if report is not None:
+                summaries.append(report_summary(report, key))
+        return summaries
+
+    def _child_prefixes(self, prefix: str, pattern: re.Pattern[str]) -> list[str]:
+        """The `<prefix><part>/` folders matching `pattern`, newest (largest) first."""
+        found: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            found.extend(p["Prefix"] for p in page.get("CommonPrefixes", []) if pattern.fullmatch(p["Prefix"]))
+        return sorted(found, reverse=True)
+
+    def _report_keys(self, month_prefix: str) -> list[str]:
+        """Report keys of one month (snapshots left out), newest first: days, then ULID run ids, sort by time."""
+        keys: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=month_prefix):
+            keys.extend(o["Key"] for o in page.get("Contents", []) if _REPORT_KEY.fullmatch(o["Key"]))
+        return sorted(keys, reverse=True)
 
     # ------------------------------------------------------------ snapshots
     @contextmanager

@@ -165,6 +165,26 @@ class ReportOut(_Open):
     snapshot_key: str | None
 
 
+class ReportSummaryOut(BaseModel):
+    """One past reconciliation run, without its findings list (`GET /v1/admin/reports`)."""
+
+    run_id: str
+    started_at: str
+    finished_at: str
+    accounts_checked: int
+    entries_checked: int
+    tokens_outstanding: int
+    unrecovered_chargebacks: int
+    findings: int
+    findings_by_kind: dict[str, int]
+    healthy: bool
+    key: str
+
+
+class ReportListOut(BaseModel):
+    reports: list[ReportSummaryOut]
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details (`application/problem+json`)."""
 

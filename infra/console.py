@@ -1,0 +1,249 @@
+"""The web console (``console/``) under ``make run``: static files at ``/console``, plus dev-only helpers.
+
+The console is plain static files (HTML, CSS, ES modules), no build step. Its one third-party
+piece, the chart library uPlot, comes from the npm package ``uplot`` (pinned, sha256-checked,
+fetched once into ``$TOKENLEDGER_CACHE_DIR/uplot/<version>`` like Swagger UI) and is served at
+``/console/vendor/``: no CDN at run time. In production the same files sit in an S3 bucket
+behind CloudFront (template.yaml, ``EnableConsole``; docs/console.md).
+
+Served only by the local stack, never deployed (answered from loopback clients only):
+
+- ``GET /console/config.json``: ``{"mode": "dev", ...}``: sign in with the user picker;
+- ``POST /console/dev/token`` ``{"user", "admin"}``: a development JWT (``infra.devauth``);
+- ``POST /console/dev/reconcile``: one reconciliation run now, as the schedule would start it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from infra import devauth
+from infra.npm import NpmFetchFailed, check_sha256, npm_pack
+from infra.template import REPO_ROOT
+
+PREFIX = "/console"
+CONSOLE_DIR = REPO_ROOT / "console"
+NPM_PACKAGE = "uplot"
+NPM_VERSION = "1.6.32"
+# sha256 of `npm pack uplot@1.6.32` (the registry's sha1 is c800a63b432bad692d6d746f44f0882aa73a49ae).
+TARBALL_SHA256 = "4b8a8191e425658e3ea8c8c1314b0fc679c861ee3a1af2b20c7b16ba50b5133d"
+NPM_TIMEOUT_S = 300
+CACHE_ENV_VAR = "TOKENLEDGER_CACHE_DIR"
+# The files /console/vendor/ serves (and nothing else from the package).
+VENDOR_ASSETS = {
+    "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+    "uPlot.min.css": "text/css; charset=utf-8",
+}
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+# Everything from this server: scripts, styles, API calls. Inline styles set by script (uPlot) are CSSOM, allowed.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+DEV_USERS = ("alice", "bob", "carol", "ops")
+DEV_BODY_BYTES_MAX = 4096
+LOW_BALANCE_TOKENS_DEFAULT = 100
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)?(/[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)?)*")
+DEV_USER = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
+_MARKER = ".tokenledger-complete"
+
+Reply = tuple[int, bytes, str, dict[str, str]]
+
+
+class ChartLibUnavailable(RuntimeError):
+    """uPlot is not installed and cannot be fetched here (the console then shows tables only)."""
+
+
+# ---------------------------------------------------------------- the chart library
+def cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV_VAR)
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "tokenledger"
+    return base / "uplot" / NPM_VERSION
+
+
+def find_installed() -> Path | None:
+    folder = cache_dir()
+    dist = folder / "package" / "dist"
+    if (folder / _MARKER).is_file() and all((dist / name).is_file() for name in VENDOR_ASSETS):
+        return dist
+    return None
+
+
+def ensure_installed() -> Path:
+    """Fetch, verify and unpack uPlot if needed; returns the folder holding its dist files."""
+    found = find_installed()
+    if found is not None:
+        return found
+    final = cache_dir()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{NPM_VERSION}.tmp-", dir=final.parent))
+    try:
+        try:
+            tarball = npm_pack(NPM_PACKAGE, NPM_VERSION, work, timeout_s=NPM_TIMEOUT_S)
+            actual = check_sha256(tarball, TARBALL_SHA256)
+        except NpmFetchFailed as exc:
+            raise ChartLibUnavailable(str(exc)) from exc
+        with tarfile.open(tarball, "r:gz") as tar:
+            tar.extractall(work, filter="data")
+        tarball.unlink()
+        work.chmod(0o755)
+        (work / _MARKER).write_text(f"{NPM_PACKAGE}@{NPM_VERSION} sha256={actual}\n")
+        if final.exists() and not (final / _MARKER).is_file():
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            work.rename(final)
+        except OSError:
+            if not (final / _MARKER).is_file():  # another process won the race with a complete copy
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    found = find_installed()
+    if found is None:
+        raise ChartLibUnavailable(f"{final} is incomplete; delete it and retry")
+    return found
+
+
+# ---------------------------------------------------------------- serving
+def _json(status: int, body: Any, content_type: str | None = None) -> Reply:
+    problem = status >= 400 and content_type is None
+    data = json.dumps(body).encode()
+    return status, data, content_type or ("application/problem+json" if problem else "application/json"), {}
+
+
+def _problem(status: int, code: str, detail: str) -> Reply:
+    from http import HTTPStatus
+
+    body = {"type": f"https://tokenledger.dev/problems/{code}", "title": HTTPStatus(status).phrase}
+    return _json(status, {**body, "status": status, "detail": detail, "code": code})
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class ConsoleSite:
+    """Answers ``/console`` requests for the local stack (``infra.local``)."""
+
+    def __init__(self, local: Any, *, root: Path = CONSOLE_DIR) -> None:
+        self.local = local
+        self.root = root
+        self.vendor_dir: Path | None = None
+        self.vendor_error: str | None = None
+        try:
+            self.vendor_dir = ensure_installed()
+        except ChartLibUnavailable as error:
+            self.vendor_error = str(error)
+
+    @staticmethod
+    def handles(path: str) -> bool:
+        return path == PREFIX or path.startswith(PREFIX + "/")
+
+    def respond(self, method: str, path: str, raw: bytes, client_host: str) -> Reply:
+        if path in (PREFIX, PREFIX + "/index.html"):
+            return 302, b"", "text/plain", {"location": PREFIX + "/"}
+        rest = path.removeprefix(PREFIX + "/")
+        if rest.startswith("dev/") or rest == "config.json":
+            if not is_loopback(client_host):
+                return _problem(403, "forbidden", "the console's development helpers answer this machine only")
+            if rest == "config.json" and method in ("GET", "HEAD"):
+                return _json(200, self.config())
+            if rest == "dev/token" and method == "POST":
+                return self._dev_token(raw)
+            if rest == "dev/reconcile" and method == "POST":
+                return self._dev_reconcile()
+            return _problem(405 if rest in ("config.json", "dev/token", "dev/reconcile") else 404, "not_found", path)
+        if method not in ("GET", "HEAD"):
+            return _problem(405, "method_not_allowed", "the console's files are read-only")
+        if rest.startswith("vendor/"):
+            return self._vendor(rest.removeprefix("vendor/"))
+        return self._static(rest or "index.html")
+
+    def config(self) -> dict[str, Any]:
+        parameters = self.local.stack.template.get("Parameters", {})
+        low = parameters.get("LowBalanceTokens", {}).get("Default", LOW_BALANCE_TOKENS_DEFAULT)
+        return {
+            "mode": "dev",
+            "api_base": "",
+            "low_balance_tokens": int(low),
+            "dev_users": list(DEV_USERS),
+            "chart": self.vendor_dir is not None,
+            "dev_reconcile": True,
+        }
+
+    def _static(self, rest: str) -> Reply:
+        if not _SAFE_PATH.fullmatch(rest):
+            return _problem(404, "not_found", "no such file")
+        target = self.root / rest
+        content_type = CONTENT_TYPES.get(target.suffix)
+        if content_type is None or not target.is_file():
+            return _problem(404, "not_found", "no such file")
+        headers = {"cache-control": "no-cache", "x-content-type-options": "nosniff"}
+        if target.suffix == ".html":
+            headers["content-security-policy"] = CSP
+        return 200, target.read_bytes(), content_type, headers
+
+    def _vendor(self, name: str) -> Reply:
+        content_type = VENDOR_ASSETS.get(name)
+        if content_type is None or self.vendor_dir is None:
+            return _problem(404, "not_found", self.vendor_error or "no such file")
+        headers = {"cache-control": "max-age=86400", "x-content-type-options": "nosniff"}
+        return 200, (self.vendor_dir / name).read_bytes(), content_type, headers
+
+    @staticmethod
+    def _body(raw: bytes) -> dict[str, Any] | None:
+        if len(raw) > DEV_BODY_BYTES_MAX:
+            return None
+        try:
+            body = json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _dev_token(self, raw: bytes) -> Reply:
+        body = self._body(raw)
+        user = body.get("user") if body else None
+        admin = body.get("admin", False) if body else None
+        if not isinstance(user, str) or not DEV_USER.fullmatch(user) or not isinstance(admin, bool):
+            detail = 'body must be {"user": "<1-128 of A-Z a-z 0-9 _ . @ ->", "admin": true|false}'
+            return _problem(422, "validation_error", detail)
+        token = devauth.mint(user, ["admin"] if admin else [])
+        return _json(200, {"token": token, "user": user, "admin": admin, "expires_in": devauth.TOKEN_TTL_S_DEFAULT})
+
+    def _dev_reconcile(self) -> Reply:
+        api = self.local.api
+        if "ReconcileFunction" not in api.pool.specs:
+            return _problem(404, "not_found", "the template declares no ReconcileFunction")
+        report = api.pool.invoke("ReconcileFunction", {})
+        return _json(200, report)
+
+
+def main() -> int:
+    try:
+        print(ensure_installed())
+    except ChartLibUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
