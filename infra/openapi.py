@@ -56,6 +56,7 @@ def _isolated_aws() -> Iterator[None]:
 def _resolver_parts(stack: Stack) -> dict[str, dict[str, Any]]:
     """Each HTTP function's own OpenAPI document, by logical id."""
     from infra.lambdas import load_module
+    from tokenledger.http.openapi import describe
 
     parts = {}
     with _isolated_aws():
@@ -66,7 +67,9 @@ def _resolver_parts(stack: Stack) -> dict[str, dict[str, Any]]:
             app = getattr(module, "app", None)
             if app is None or not hasattr(app, "get_openapi_json_schema"):
                 raise RouteMismatch(f"{logical_id} serves HttpApi routes but {spec.handler_file} has no resolver `app`")
-            parts[logical_id] = json.loads(app.get_openapi_json_schema(title=TITLE, version=VERSION))
+            part = json.loads(app.get_openapi_json_schema(title=TITLE, version=VERSION))
+            describe(app, part)  # headers the handlers read, examples, descriptions
+            parts[logical_id] = part
     return parts
 
 

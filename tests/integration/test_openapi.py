@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from infra.openapi import DOCUMENT_PATH, RouteMismatch, build_document, render, stale_message
@@ -45,3 +48,63 @@ def _walk(value: object) -> list[object]:
     if isinstance(value, list):
         return [item for child in value for item in _walk(child)]
     return [value]
+
+
+def test_every_operation_has_a_description_and_every_body_and_answer_an_example(document: dict) -> None:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            assert operation.get("description"), where
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                assert "example" in media, f"{where}: request body"
+            for status, response in operation["responses"].items():
+                for media in response.get("content", {}).values():
+                    assert "example" in media, f"{where}: {status}"
+            for parameter in operation.get("parameters", []):
+                assert not parameter.get("required") or "example" in parameter, f"{where}: {parameter['name']}"
+
+
+def test_the_headers_the_handlers_read_are_declared(document: dict) -> None:
+    def headers(method: str, path: str) -> dict[str, bool]:
+        operation = document["paths"][path][method]
+        return {p["name"]: p["required"] for p in operation.get("parameters", []) if p["in"] == "header"}
+
+    assert headers("post", "/v1/commitments") == {"Idempotency-Key": True, "If-Match": False}
+    assert headers("post", "/v1/webhooks/stripe") == {"Stripe-Signature": True}
+    assert headers("get", "/v1/balance") == {}
+    webhook = document["paths"]["/v1/webhooks/stripe"]["post"]
+    assert webhook["requestBody"]["content"]["application/json"]["schema"]["required"] == ["id", "type", "data"]
+    for route in Stack().routes():
+        # Every authenticated POST answering 201 or 202 moves tokens or creates something: it takes a key.
+        operation = document["paths"][route.path][route.method.lower()]
+        if route.method == "POST" and route.authorized and {"201", "202"} & set(operation["responses"]):
+            assert "Idempotency-Key" in headers("post", route.path), route.route_key
+
+
+def test_the_documented_examples_are_requests_the_api_accepts(document: dict, admin: Any, api: Any) -> None:
+    """What "Try it out" sends with the examples as they are: never a 422, 415 or 5xx."""
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            parameters = operation.get("parameters", [])
+            url = path
+            query, headers = {}, {"content-type": "application/json"}
+            for parameter in parameters:
+                if not parameter.get("required"):
+                    continue
+                value = str(parameter["example"])
+                if parameter["in"] == "path":
+                    url = url.replace("{" + parameter["name"] + "}", value)
+                elif parameter["in"] == "query":
+                    query[parameter["name"]] = value
+                else:
+                    headers[parameter["name"]] = value
+            media = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            body = json.dumps(media["example"]) if media else None
+            answer = api.request(method.upper(), url, claims=admin.claims, headers=headers, body=body, query=query)
+
+            where = f"{method.upper()} {path}: {answer.status} {answer.body[:300]}"
+            if path.startswith("/v1/webhooks/"):
+                assert (answer.status, answer.json["code"]) == (400, "invalid_signature"), where
+            else:
+                assert answer.status < 500, where
+                assert answer.status not in (415, 422), where
