@@ -103,10 +103,11 @@ class Browser:
     def __init__(self, chromium: str, profile: Path, *, width: int = 1200, height: int = 900) -> None:
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
-        # Chromium reads commands on fd 3 and writes answers on fd 4; the shell puts the pipes there.
+        # Chromium reads commands on fd 3 and writes answers on fd 4; the shell puts the pipes there
+        # (bash: dash cannot redirect from a descriptor above 9, which a busy pytest process has).
         shell = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}'
         self.process = subprocess.Popen(
-            ["sh", "-c", shell, chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"],
+            ["bash", "-c", shell, chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"],
             pass_fds=(to_browser_r, from_browser_w),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
