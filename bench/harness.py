@@ -58,7 +58,7 @@ class World:
         import boto3
         from moto import mock_aws
 
-        from infra.world import create_buckets, create_secrets, create_tables, make_moto_atomic
+        from infra.world import create_buckets, create_event_buses, create_secrets, create_tables, make_moto_atomic
 
         prepare_environment()
         make_moto_atomic()
@@ -78,6 +78,7 @@ class World:
             create_tables(STACK, self.oracle)
             create_buckets(STACK, boto3.client("s3", region_name=LOCAL_REGION))
             create_secrets(STACK, boto3.client("secretsmanager", region_name=LOCAL_REGION), secret_values())
+            create_event_buses(STACK, boto3.client("events", region_name=LOCAL_REGION))
             yield self
 
     # ------------------------------------------------------------------ handlers

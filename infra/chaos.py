@@ -1243,7 +1243,7 @@ def world(engine: str, stack: Stack, secrets: dict[str, str]) -> Iterator[Any]:
     import boto3
     from moto import mock_aws
 
-    from infra.world import create_buckets, create_secrets, create_tables, make_moto_atomic
+    from infra.world import create_buckets, create_event_buses, create_secrets, create_tables, make_moto_atomic
 
     _environment_defaults(stack)
     make_moto_atomic()
@@ -1263,6 +1263,7 @@ def world(engine: str, stack: Stack, secrets: dict[str, str]) -> Iterator[Any]:
         create_tables(stack, dynamodb)
         create_buckets(stack, boto3.client("s3", region_name=LOCAL_REGION))
         create_secrets(stack, boto3.client("secretsmanager", region_name=LOCAL_REGION), secrets)
+        create_event_buses(stack, boto3.client("events", region_name=LOCAL_REGION))
         yield dynamodb
 
 

@@ -113,7 +113,7 @@ class LocalStack:
         import boto3
 
         from infra.api import LocalApi
-        from infra.world import create_buckets, create_secrets, create_tables, make_moto_atomic
+        from infra.world import create_buckets, create_event_buses, create_secrets, create_tables, make_moto_atomic
 
         self._environment()
         if self.engine in ("moto", "dynamodb-local"):
@@ -134,6 +134,7 @@ class LocalStack:
         if stripe_secret:
             secret_values[stripe_secret] = self.stripe_signing_secret
         create_secrets(self.stack, boto3.client("secretsmanager", region_name=LOCAL_REGION), secret_values)
+        create_event_buses(self.stack, boto3.client("events", region_name=LOCAL_REGION))
         self.api = LocalApi(self.stack)
         self._docs()
         self.console = console.ConsoleSite(self)

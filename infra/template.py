@@ -223,6 +223,9 @@ class Stack:
                     {k: gsi[k] for k in ("IndexName", "KeySchema", "Projection")}
                     for gsi in props["GlobalSecondaryIndexes"]
                 ]
+            stream = props.get("StreamSpecification")
+            if stream:
+                definition["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
             tables[logical_id] = definition
         return tables
 

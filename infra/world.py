@@ -101,6 +101,17 @@ def create_secrets(stack: Stack, secretsmanager: Any, values: dict[str, str]) ->
     return names
 
 
+def create_event_buses(stack: Stack, events: Any) -> dict[str, str]:
+    """Create every EventBridge bus the template declares; returns logical id -> name."""
+    names = {}
+    for logical_id in stack.of_type("AWS::Events::EventBus"):
+        name = stack.physical_name(logical_id)
+        names[logical_id] = name
+        with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
+            events.create_event_bus(Name=name)
+    return names
+
+
 def drop_tables(stack: Stack, dynamodb: Any) -> None:
     for definition in stack.table_definitions().values():
         with contextlib.suppress(dynamodb.exceptions.ResourceNotFoundException):

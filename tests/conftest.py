@@ -30,6 +30,7 @@ from infra.template import LOCAL_REGION, Stack
 from infra.world import (
     LOCAL_AWS_ENVIRONMENT,
     create_buckets,
+    create_event_buses,
     create_secrets,
     create_tables,
     drop_tables,
@@ -190,6 +191,7 @@ def engine_world(dynamodb_endpoint: str | None) -> Iterator[Any]:
         create_tables(STACK, dynamodb)
         create_buckets(STACK, boto3.client("s3", region_name=LOCAL_REGION))
         create_secrets(STACK, boto3.client("secretsmanager", region_name=LOCAL_REGION), {})
+        create_event_buses(STACK, boto3.client("events", region_name=LOCAL_REGION))
         yield dynamodb
 
 

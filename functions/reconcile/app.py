@@ -8,7 +8,9 @@ The event decides the step (docs/reconciliation.md):
 - `{"action": "merge", "run_id", "started_at", "ranges"}`: the parts into the published report.
 
 Findings are data (in the report, the metrics and the IntegrityFindings alarm), never an
-error: the function fails only when the audit itself could not be done.
+error: the function fails only when the audit itself could not be done, or when the bus did
+not accept its `Reconciliation Completed` event (docs/events.md), which the run's retry
+publishes again.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tokenledger.adapters.eventbridge import build_publisher_from_env
 from tokenledger.adapters.reports import build_audit_from_env
 from tokenledger.observability import make_tracer
+from tokenledger.service.events import reconciliation_event
 from tokenledger.service.reconcile import NOTICE_KINDS
 
 logger = Logger()
@@ -28,6 +32,7 @@ tracer = make_tracer()
 metrics = Metrics()
 wiring = build_audit_from_env()
 run = wiring.reconcile_run()
+publisher = build_publisher_from_env()
 
 
 def _publish_metrics(report: dict[str, Any]) -> None:
@@ -77,4 +82,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     else:
         raise ValueError(f"unknown action {str(action)[:40]!r}")
     _publish_metrics(report)
+    if publisher is not None:
+        publisher.publish([reconciliation_event(report)])
     return report

@@ -1,0 +1,179 @@
+"""Outbound events: every entry reaches the bus at least once, in seq order per user, on both engines.
+
+The entries table's stream feeds the real publisher function through `infra.streams` (the
+event source mapping as the template declares it); the bus is moto's, tapped by
+`infra.bus`. Faults are injected at EventBridge's PutEvents (whole calls and single entries).
+docs/events.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import pytest
+
+from infra import event_schemas
+from infra.bus import BUS_LOG, eventbridge_faults, install_bus_tap
+from infra.streams import StreamMapping, start_mappings
+from tests.conftest import STACK, Client
+from tokenledger.adapters import eventbridge
+from tokenledger.service.events import DETAIL_TYPES
+
+BUS = STACK.physical_name("EventBus")
+LOW = int(STACK.parameters["LowBalanceTokens"])
+
+
+def validate(event: dict[str, Any]) -> None:
+    """The event as a consumer gets it matches its detail-type's schema (docs/events/)."""
+    schema = event_schemas.detail_schema(event["detail-type"])
+    jsonschema.Draft4Validator(schema).validate(event["detail"])
+    undeclared = set(event["detail"]) - set(schema["properties"])
+    assert not undeclared, f"declare {sorted(undeclared)} in {event_schemas.schema_file(event['detail-type'])}"
+
+
+@pytest.fixture
+def mapping(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamMapping]:
+    install_bus_tap()
+    BUS_LOG.clear()
+    monkeypatch.setattr(eventbridge, "RETRY_DELAY_MS_BASE", 0)  # the publisher's backoff, not the test's time
+    (found,) = start_mappings(STACK, aws["engine"], background=False)
+    found.retry_delay_s = 0
+    yield found
+
+
+def published(detail_type: str = "Entry Created") -> list[dict[str, Any]]:
+    return [e for e in BUS_LOG.of(BUS, detail_type) if e["source"] == "tokenledger"]
+
+
+def assert_every_entry_once_in_order(entries: list[dict[str, Any]]) -> None:
+    """First publications per user run seq 1..n in order; every entry's detail is the entry."""
+    first: dict[str, dict[str, Any]] = {}
+    order: dict[str, list[int]] = {}
+    for event in published():
+        detail = event["detail"]
+        if detail["entry_id"] not in first:
+            first[detail["entry_id"]] = detail
+            order.setdefault(detail["user_id"], []).append(detail["seq"])
+    assert {e["entry_id"] for e in entries} == set(first)
+    for entry in entries:
+        assert first[entry["entry_id"]] == entry
+    for user, seqs in order.items():
+        assert seqs == list(range(1, len(seqs) + 1)), f"{user}: first publications in order {seqs}"
+
+
+def test_a_write_is_published_as_entry_created_with_the_api_entry(
+    mapping: StreamMapping, admin: Client, user: Client
+) -> None:
+    granted = admin.post(f"/v1/admin/accounts/{user.sub}/entries", {"type": "grant", "amount": LOW + 50, "reason": "r"})
+    committed = user.post("/v1/commitments", {"prediction_id": "p-1", "amount": 60, "metadata": {"k": "v"}})
+    assert granted.status == committed.status == 201
+    assert mapping.drain(timeout_s=10)
+    entries = [granted.json["entry"], committed.json["entry"]]
+    assert_every_entry_once_in_order(entries)
+    # The commitment took the balance from LOW + 50 to LOW - 10: one Balance Low, for seq 2.
+    (low,) = published("Balance Low")
+    assert low["detail"]["seq"] == 2 and low["detail"]["balance_before"] == LOW + 50
+    assert low["detail"]["balance"] == LOW - 10 and low["detail"]["threshold"] == LOW
+    assert low["detail"]["event_id"] == f"{committed.json['entry']['entry_id']}:balance-low"
+    for event in BUS_LOG.of(BUS):
+        validate(event)
+    assert not mapping.failed_batches
+
+
+def test_entry_level_and_whole_call_failures_are_retried_until_every_entry_is_published(
+    mapping: StreamMapping, admin: Client
+) -> None:
+    users = [f"{admin.sub}-u{i}" for i in range(2)]
+    entries = []
+    for n in range(4):
+        for target in users:
+            reply = admin.post(
+                f"/v1/admin/accounts/{target}/entries", {"type": "grant", "amount": 10 + n, "reason": "r"}
+            )
+            entries.append(reply.json["entry"])
+    calls = {"n": 0}
+
+    def decide(batch: list[dict[str, Any]]) -> str | list[str | None] | None:
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            return "ServiceUnavailable"  # the whole call fails
+        if calls["n"] % 3 == 1:
+            return ["ThrottlingException" if i == 0 else None for i in range(len(batch))]
+        return None
+
+    with eventbridge_faults(decide):
+        assert mapping.drain(timeout_s=20)
+    assert calls["n"] > len(entries)
+    assert_every_entry_once_in_order(entries)
+    assert not mapping.failed_batches
+
+
+def test_an_eventbridge_outage_holds_events_in_order_and_loses_none(
+    mapping: StreamMapping, user: Client, admin: Client
+) -> None:
+    """EventBridge refuses everything for a while: nothing is skipped, the stream waits, then catches up."""
+    entries = [
+        admin.post(f"/v1/admin/accounts/{user.sub}/entries", {"type": "grant", "amount": 5, "reason": "r"}).json[
+            "entry"
+        ]
+        for _ in range(3)
+    ]
+    with eventbridge_faults(lambda batch: "ServiceUnavailable"):
+        mapping.poll()
+        for _ in range(6):  # six invocations during the outage (retries, each bisected further)
+            assert mapping.pump()
+        assert published() == [] and len(mapping.pending) == 3
+    assert mapping.errors == 6 and not mapping.failed_batches  # retries bounded by 10,000: far off
+    assert mapping.drain(timeout_s=10)
+    assert_every_entry_once_in_order(entries)
+
+
+def test_past_its_retries_a_batch_goes_to_the_failure_destination_never_silently(
+    mapping: StreamMapping, user: Client, admin: Client
+) -> None:
+    admin.post(f"/v1/admin/accounts/{user.sub}/entries", {"type": "grant", "amount": 5, "reason": "r"})
+    mapping.spec = type(mapping.spec)(**{**mapping.spec.__dict__, "retry_attempts_max": 2})
+    with eventbridge_faults(lambda batch: ["InternalFailure"] * len(batch)):
+        assert mapping.drain(timeout_s=10)
+    (failed,) = mapping.failed_batches
+    assert failed.batch_size == 1 and failed.attempts == 3 and failed.stream_arn
+    assert published() == []
+
+
+def test_stream_records_that_are_not_new_entries_publish_nothing(mapping: StreamMapping) -> None:
+    """A MODIFY, or an item without entry fields, is ignored (and a hostile image never reaches the bus)."""
+    from infra.lambdas import Environment
+
+    environment = Environment(mapping.function)
+    records = [
+        {"eventName": "MODIFY", "dynamodb": {"SequenceNumber": "1", "NewImage": {"entry_id": {"S": "x"}}}},
+        {"eventName": "INSERT", "dynamodb": {"SequenceNumber": "2", "NewImage": {"pk": {"S": "not-an-entry"}}}},
+    ]
+    assert environment.invoke({"Records": records}) == {"batchItemFailures": []}
+    assert published() == []
+
+
+def test_reconciliation_publishes_its_counts(aws: dict[str, Any], api: Any, admin: Client) -> None:
+    install_bus_tap()
+    BUS_LOG.clear()
+    admin.post("/v1/admin/accounts/u-rec/entries", {"type": "grant", "amount": 5, "reason": "r"})
+    report = api.pool.invoke("ReconcileFunction", {})
+    (event,) = published("Reconciliation Completed")
+    validate(event)
+    assert event["detail"]["run_id"] == report["run_id"] and event["detail"]["healthy"] is report["healthy"]
+    assert event["detail"]["accounts_checked"] == report["accounts_checked"]
+
+
+def test_the_schema_registry_in_the_template_is_the_docs_schemas() -> None:
+    resources = STACK.resources
+    for detail_type in DETAIL_TYPES:
+        schema = event_schemas.detail_schema(detail_type)
+        jsonschema.Draft4Validator.check_schema(schema)
+        declared = resources[event_schemas.logical_id(detail_type)]["Properties"]
+        assert declared["Type"] == "JSONSchemaDraft4"
+        assert json.loads(declared["Content"]) == event_schemas.envelope(detail_type), (
+            "regenerate the registry block: python -m infra.event_schemas"
+        )
