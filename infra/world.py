@@ -45,6 +45,13 @@ def make_moto_atomic() -> None:
 
 
 @contextlib.contextmanager
+def moto_lock() -> Iterator[None]:
+    """Hold moto's dispatch lock: a consistent look at moto's state (infra.streams reads its stream records)."""
+    with _MOTO_LOCK:
+        yield
+
+
+@contextlib.contextmanager
 def environment_variable(name: str, value: str) -> Iterator[None]:
     """Set one environment variable for the duration of the block, then restore it."""
     previous = os.environ.get(name)
