@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from infra import console, devauth, swagger_ui
+from infra import checkout_local, console, devauth, swagger_ui
 from infra.cli import CliError
 from infra.dynamodb_local import DynamoDBLocalUnavailable
 from infra.template import LOCAL_REGION, REPO_ROOT, Route, Stack
@@ -53,6 +53,8 @@ BODY_BYTES_MAX = 10 * 1024 * 1024  # API Gateway's payload limit
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://tokenledger.dev/problems/"
 STRIPE_SECRET_ENV = "STRIPE_WEBHOOK_SECRET_NAME"
+STRIPE_API_KEY_SECRET_ENV = "STRIPE_API_KEY_SECRET_NAME"
+STRIPE_SIGNING_SECRET_ENV_VAR = "STRIPE_WEBHOOK_SECRET"  # e.g. the whsec_ that `stripe listen` prints
 DOCS_ASSETS_PREFIX = "/docs/assets"
 ENDPOINT_VARS = (
     "AWS_ENDPOINT_URL",
@@ -63,13 +65,13 @@ ENDPOINT_VARS = (
 
 
 # ---------------------------------------------------------------- the world
-def stripe_secret_logical_id(stack: Stack) -> str | None:
-    """The template secret a function names in STRIPE_WEBHOOK_SECRET_NAME (`!Ref <Secret>`), if any."""
+def stripe_secret_logical_id(stack: Stack, env_name: str = STRIPE_SECRET_ENV) -> str | None:
+    """The template secret a function names in `env_name` (`!Ref <Secret>`), if any."""
     globals_env = stack.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
-    candidates = [globals_env.get(STRIPE_SECRET_ENV)]
+    candidates = [globals_env.get(env_name)]
     for resource in stack.of_type("AWS::Serverless::Function").values():
         variables = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
-        candidates.append(variables.get(STRIPE_SECRET_ENV))
+        candidates.append(variables.get(env_name))
     for value in candidates:
         ref = value.get("Ref") if isinstance(value, dict) else None
         if ref and stack.resources.get(ref, {}).get("Type") == "AWS::SecretsManager::Secret":
@@ -96,7 +98,14 @@ class LocalStack:
         self.data_dir = data_dir
         self.log_level = log_level.upper()
         self.stack = stack or Stack()
-        self.stripe_signing_secret = devauth.stripe_webhook_secret()
+        self.stripe_signing_secret = (
+            os.environ.get(STRIPE_SIGNING_SECRET_ENV_VAR, "").strip() or devauth.stripe_webhook_secret()
+        )
+        # Checkout: the real Stripe with STRIPE_API_KEY=sk_test_..., else the fake one served here.
+        self.stripe_api_key = checkout_local.real_api_key()
+        self.stripe_api_base = os.environ.get("STRIPE_API_BASE", "").strip()
+        self.fake_stripe_key = checkout_local.local_api_key()
+        self.checkout: checkout_local.LocalCheckout | None = None
         devauth.signing_key()  # created now, before any `tokenledger token` races to make one
         self._exit = contextlib.ExitStack()
         self.api: Any = None
@@ -133,6 +142,9 @@ class LocalStack:
         stripe_secret = stripe_secret_logical_id(self.stack)
         if stripe_secret:
             secret_values[stripe_secret] = self.stripe_signing_secret
+        api_key_secret = stripe_secret_logical_id(self.stack, STRIPE_API_KEY_SECRET_ENV)
+        if api_key_secret:
+            secret_values[api_key_secret] = self.stripe_api_key or self.fake_stripe_key
         create_secrets(self.stack, boto3.client("secretsmanager", region_name=LOCAL_REGION), secret_values)
         create_event_buses(self.stack, boto3.client("events", region_name=LOCAL_REGION))
         self.api = LocalApi(self.stack)
@@ -181,6 +193,29 @@ class LocalStack:
         except swagger_ui.SwaggerUIUnavailable as error:
             self.swagger_error = str(error)
 
+    def bind(self, url: str, *, log: Any = print) -> None:
+        """Served at `url` now: checkout redirects, defaults and (without a real key) Stripe itself point here."""
+        split = urlsplit(url)
+        port = split.port
+        host = "127.0.0.1" if split.hostname in ("0.0.0.0", "::") else split.hostname  # noqa: S104 - a check
+        base = f"http://{host}:{port}"
+        origins = [o for o in os.environ.get("CHECKOUT_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+        origins += [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+        os.environ["CHECKOUT_ALLOWED_ORIGINS"] = ",".join(dict.fromkeys(origins))
+        os.environ["CHECKOUT_SUCCESS_URL"] = f"{base}/checkout/complete?session_id={{CHECKOUT_SESSION_ID}}"
+        os.environ["CHECKOUT_CANCEL_URL"] = f"{base}/checkout/cancelled"
+        if self.stripe_api_key is None:
+            os.environ["STRIPE_API_BASE"] = f"{base}{checkout_local.STRIPE_PREFIX}"
+        else:
+            os.environ["STRIPE_API_BASE"] = self.stripe_api_base
+        self.checkout = checkout_local.LocalCheckout(
+            api=self.api,
+            signing_secret=self.stripe_signing_secret,
+            api_key=self.fake_stripe_key,
+            base_url=base,
+            log=log,
+        )
+
     def stop(self) -> None:
         self._exit.close()
 
@@ -212,6 +247,7 @@ class LocalServer(ThreadingHTTPServer):
         self.local = local
         self.quiet = quiet
         self.log_lock = threading.Lock()
+        local.bind(self.url, log=lambda line: None if quiet else print(line, flush=True))
 
     @property
     def url(self) -> str:
@@ -268,6 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
         local = self.server.local
         if local.console is not None and console.ConsoleSite.handles(path):
             return self._send(*local.console.respond(method, path, raw, str(self.client_address[0])))
+        if local.checkout is not None and path.startswith(checkout_local.PATH_PREFIXES):
+            page = local.checkout.handle(method, path, query_string, dict(self.headers.items()), raw)
+            return self._send(page.status, page.body, page.content_type, page.headers)
         if method == "GET":
             if path in ("/", "/docs/"):
                 return self._send(302, b"", "text/plain", {"location": "/docs"})
@@ -456,6 +495,14 @@ def first_screen(url: str, local: LocalStack, seeded: list[dict[str, Any]] | Non
         f"  Routes   {len(routes)} from template.yaml, each behind a bearer token unless marked:",
     ]
     lines += [f"             {r.method:<5} {r.path}{'' if r.authorized else '   (no JWT)'}" for r in routes]
+    lines.append(
+        "  Checkout "
+        + (
+            f"the real Stripe (test mode, STRIPE_API_KEY); events: stripe listen --forward-to {url}/v1/webhooks/stripe"
+            if local.stripe_api_key
+            else f"local: POST /v1/checkout-sessions answers a {url}/checkout/cs_... page (docs/stripe.md)"
+        )
+    )
     if local.swagger_error:
         lines.append(f"  Note     /docs without Swagger UI: {local.swagger_error}")
     if local.console is not None and local.console.vendor_error:

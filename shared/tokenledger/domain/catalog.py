@@ -25,6 +25,9 @@ class Package(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     tokens: StrictInt = Field(ge=1, le=AMOUNT_MAX)
     price: Price
+    # A Stripe Price (price_...) to sell this package with; its unit_amount and currency must be
+    # `price`, which the webhook checks. Never shown by GET /v1/packages (excluded from dumps).
+    stripe_price_id: str | None = Field(default=None, pattern=r"^price_[A-Za-z0-9_]{1,200}$", exclude=True)
 
 
 class Catalog(BaseModel):

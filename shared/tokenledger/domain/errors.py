@@ -104,5 +104,25 @@ class ContentionExhausted(LedgerError):
     title = "Account busy, retry"
 
 
+class UnknownPackage(LedgerError):
+    code = "unknown_package"
+    status = 422
+    title = "Unknown package"
+
+
+class RedirectNotAllowed(LedgerError):
+    code = "redirect_not_allowed"
+    status = 422
+    title = "Redirect URL not allowed"
+
+
+class PaymentProviderUnavailable(LedgerError):
+    """Stripe failed, refused or could not be reached; nothing was stored, the same key may be retried."""
+
+    code = "payment_provider_unavailable"
+    status = 502
+    title = "Payment provider unavailable"
+
+
 class InvariantViolation(Exception):
     """A broken ledger invariant: a bug, never an expected outcome."""

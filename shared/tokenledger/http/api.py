@@ -162,6 +162,12 @@ def make_resolver() -> APIGatewayHttpResolver:
         }
         return Response(status_code=500, content_type=PROBLEM_JSON, body=json.dumps(body))
 
+    @app.exception_handler(RecursionError)
+    def _too_deep(_: RecursionError) -> Response:
+        # json.loads gives up on a body nested ~1,000 deep (e.g. "[[[[...") before any route code runs.
+        invalid = ValidationFailed("the body nests too deep", errors=[{"loc": ["body"], "type": "json_invalid"}])
+        return _identity_problem(app) or problem(invalid)
+
     @app.exception_handler(ValueError)
     def _unparsable_body(error: ValueError) -> Response:
         # Powertools parses the body before any route code runs and lets two ValueErrors out:

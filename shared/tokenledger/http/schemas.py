@@ -113,6 +113,23 @@ class PackagesOut(BaseModel):
     packages: list[PackageOut]
 
 
+class CheckoutSessionIn(_Strict):
+    """A package to buy; where Stripe sends the buyer back (defaults from the template, allowed origins only)."""
+
+    package_id: StrictStr = Field(max_length=200, description="A package_id of GET /v1/packages.")
+    success_url: StrictStr | None = Field(default=None, description="Absolute URL on an allowed origin.")
+    cancel_url: StrictStr | None = Field(default=None, description="Absolute URL on an allowed origin.")
+
+
+class CheckoutSessionOut(BaseModel):
+    checkout_session_id: str
+    url: str = Field(description="Send the buyer here (Stripe Checkout; the local checkout page under make run).")
+    package_id: str
+    tokens: int
+    price: PriceOut
+    expires_at: str = Field(description="RFC 3339; the session cannot be paid after it.")
+
+
 class _Open(BaseModel):
     """A response shape that may carry more fields than it names (documented extensions)."""
 
