@@ -512,6 +512,7 @@ def first_screen(url: str, local: LocalStack, seeded: list[dict[str, Any]] | Non
     lines += [
         "",
         "Try it from another terminal in this folder:",
+        f"  export TOKENLEDGER_URL={url}   # the CLI's API (its default is port {DEFAULT_PORT})",
         f"  TOKEN=$({cli} token alice)",
         f'  curl -s -H "Authorization: Bearer $TOKEN" {url}/v1/balance',
         f"  {cli} stripe-purchase alice --package starter",

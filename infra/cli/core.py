@@ -142,6 +142,10 @@ class Commands:
         parser.set_defaults(func=func)
         return parser
 
+    def group(self, parser: argparse.ArgumentParser, *, dest: str, metavar: str = "VIEW") -> Commands:
+        """Sub-commands of a command (``reports latest``), with the global options too."""
+        return Commands(parser.add_subparsers(dest=dest, metavar=metavar, parser_class=Parser))
+
 
 def command_modules() -> list[str]:
     """Every module of ``infra/cli/commands/`` not starting with ``_``, by name."""

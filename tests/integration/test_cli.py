@@ -278,3 +278,77 @@ def test_the_console_script_is_installed() -> None:
     assert done.returncode == 0
     for command in ("token", "balance", "history", "grant", "stripe-purchase", "audit"):
         assert command in done.stdout
+
+
+def test_batch_from_csv_then_reverse_then_balances_agree(run: Any, tmp_path: Path) -> None:
+    alice, bob = new_user(), new_user()
+    csv_file = tmp_path / "ops.csv"
+    csv_file.write_text(f"user_id,type,amount,related_id\n{alice},grant,50,\n{bob},payout,30,p-9\n", encoding="utf-8")
+
+    code, out, err = run("batch", str(csv_file), "--reason", "cli batch", "--json")
+    assert code == 0, err
+    written = json.loads(out)
+    assert written["balances"] == {alice: 50, bob: 30}
+    assert [(e["user_id"], e["type"], e["amount"]) for e in written["entries"]] == [
+        (alice, "grant", 50),
+        (bob, "payout", 30),
+    ]
+
+    reversed_ = run("reverse", written["entries"][1]["entry_id"], "--reason", "paid by mistake")
+    again = run("reversal", written["entries"][1]["entry_id"], "--reason", "paid by mistake")
+    code, out, _ = run("balances", alice, bob, "--json")
+
+    assert reversed_[0] == 0, reversed_[2]
+    assert "reversed: -30 tokens for " + bob in reversed_[1]
+    assert again[0] == cli.EXIT_REFUSED
+    assert "409 already_reversed" in again[2]
+    assert json.loads(out) == {
+        "balances": [{"user_id": alice, "balance": 50, "version": 1}, {"user_id": bob, "balance": 0, "version": 2}],
+        "total": 50,
+    }
+
+
+def test_batch_from_json_and_its_file_errors(run: Any, tmp_path: Path) -> None:
+    user = new_user()
+    good = tmp_path / "ops.json"
+    good.write_text(
+        json.dumps({"reason": "from json", "operations": [{"user_id": user, "type": "grant", "amount": 7}]})
+    )
+    bad_amount = tmp_path / "bad.csv"
+    bad_amount.write_text(f"user_id,type,amount\n{user},grant,1.5\n", encoding="utf-8")
+    not_json = tmp_path / "broken.json"
+    not_json.write_text("{", encoding="utf-8")
+
+    code, out, err = run("batch", str(good))
+    assert code == 0, err
+    assert f"1 entries written in one transaction; balances: {user} 7" in out
+    for path, says in (
+        (bad_amount, "bad.csv:2: amount: '1.5' is not a whole number"),
+        (not_json, "broken.json: not JSON"),
+        (tmp_path / "missing.csv", "cannot read"),
+    ):
+        code, out, err = run("batch", str(path), "--reason", "r")
+        assert (code, out) == (cli.EXIT_USAGE, ""), err
+        assert says in err
+        assert err.count("\n") == 1
+
+
+def test_repair_reconcile_and_reports(run: Any) -> None:
+    user = new_user()
+    run("grant", user, "5", "--reason", "before the run")
+
+    repaired = run("repair", user, "--reason", "cli test", "--json")
+    reconciled = run("reconcile", "--json")
+    latest = run("reports", "latest", "--json")
+    default_view = run("reports")
+    listed = run("reports", "list", "--limit", "1", "--json")
+
+    assert repaired[0] == 0, repaired[2]
+    assert json.loads(repaired[1])["repaired"] is False
+    report = json.loads(reconciled[1])
+    assert reconciled[0] == (0 if report["healthy"] else cli.EXIT_INCONSISTENT), reconciled[2]
+    assert report["accounts_checked"] >= 1
+    assert json.loads(latest[1])["run_id"] == report["run_id"]
+    assert default_view[0] == reconciled[0]
+    assert f"run {report['run_id']}" in default_view[1]
+    assert [r["run_id"] for r in json.loads(listed[1])["reports"]] == [report["run_id"]]

@@ -59,6 +59,10 @@ def one_line(err: str) -> str:
         (["--token", "", "balance"], "--token cannot be empty"),
         (["audit", "--file", "/nonexistent/ids.txt"], "cannot read /nonexistent/ids.txt: No such file or directory"),
         (["--url", "localhost:3000", "balance", "alice"], "--url must start with http:// or https://"),
+        (["--url", "https://api.example.com", "reconcile"], "is not the local stack: pass --stack NAME"),
+        (["batch", "ops.csv"], "cannot read ops.csv: No such file or directory"),
+        (["reports", "list", "--limit", "101"], "argument --limit: 101 is not within 1..100"),
+        (["reverse", "01J", "--reason", ""], "argument --reason: cannot be empty"),
         (["stripe-purchase", "alice", "--package", "diamond"], "unknown package 'diamond'; the catalog has:"),
     ],
 )
