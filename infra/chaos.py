@@ -349,6 +349,17 @@ class Workload:
             return list(self._purchases)
 
 
+def _catalog_price(package_id: str) -> dict[str, Any]:
+    """What Stripe reports for a session of the package at its catalog price (the webhook checks it)."""
+    from tokenledger.domain.catalog import load_catalog
+
+    found = load_catalog().find(package_id)
+    if found is None:
+        raise ValueError(f"no package {package_id} in the catalog")
+    amount = found.price.amount
+    return {"amount_subtotal": amount, "amount_total": amount, "currency": found.price.currency}
+
+
 def _catalog_package_ids() -> list[str]:
     from tokenledger.domain.catalog import load_catalog
 
@@ -670,8 +681,7 @@ class Client:
             "object": "checkout.session",
             "payment_status": "paid",
             "payment_intent": payment,
-            "amount_total": 999,
-            "currency": "usd",
+            **_catalog_price(package),
             "client_reference_id": user,
             "metadata": {"user_id": user, "package_id": package},
         }

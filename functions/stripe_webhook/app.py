@@ -19,7 +19,7 @@ from tokenledger.domain.errors import InvalidSignature
 from tokenledger.http.api import header, json_response, make_resolver
 from tokenledger.http.schemas import problem_responses
 from tokenledger.observability import make_tracer
-from tokenledger.service.stripe_credits import PurchaseNotRecorded, outcome_metrics
+from tokenledger.service.stripe_credits import Outcome, PurchaseNotRecorded, StripeEventConflict, outcome_metrics
 
 logger = Logger()
 tracer = make_tracer()
@@ -42,7 +42,12 @@ def receive_stripe_event() -> Response[dict]:
     except InvalidSignature:
         metrics.add_metric(name="StripeInvalidSignatures", unit=MetricUnit.Count, value=1)
         raise
-    record = webhook.credits.handle(event)
+    try:
+        record = webhook.credits.handle(event)
+    except StripeEventConflict:
+        metrics.add_metric(name="StripeEventConflicts", unit=MetricUnit.Count, value=1)
+        logger.warning("stripe event id reused with other content", extra={"stripe_event_id": event.get("id")})
+        raise
     for name, value in outcome_metrics(record):
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     logger.info(
@@ -55,6 +60,17 @@ def receive_stripe_event() -> Response[dict]:
             "entry_id": record.entry_id,
         },
     )
+    if record.outcome is Outcome.PRICE_MISMATCH:
+        logger.warning(
+            "stripe payment at a price other than the catalog's: not credited",
+            extra={
+                "stripe_event_id": record.event_id,
+                "payment_id": record.payment_id,
+                "package_id": record.package_id,
+                "amount_subtotal": record.amount_subtotal,
+                "currency": record.currency,
+            },
+        )
     if record.retry_later:
         raise PurchaseNotRecorded(f"no purchase is recorded for payment {record.payment_id} yet; retry later")
     return json_response(200, {"received": True})

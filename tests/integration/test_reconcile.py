@@ -386,6 +386,18 @@ def test_a_paid_payment_refused_for_an_unknown_package_is_reported_until_credite
     # Credited later (e.g. the other session event, after the catalog was fixed): nothing to report.
     chain = build_chain(buyer, [stripe_purchase(buyer, payment_id="pi_4", event_id="evt_5")])
     seed_accounts(db, [chain])
+    batch_write(  # the payment's exactly-once record, written with the purchase
+        db,
+        TABLES["IdempotencyTable"],
+        [
+            {
+                "pk": {"S": "idem|purchase|stripe|pi_4"},
+                "request_hash": {"S": "h"},
+                "status": {"N": "200"},
+                "response": {"S": json.dumps({"entry": chain[1][0].to_api(), "balance": 100})},
+            }
+        ],
+    )
     batch_write(
         db,
         TABLES["StripeEventsTable"],
@@ -424,7 +436,7 @@ def test_stripe_purchases_refunds_and_disputes_from_the_real_webhook_reconcile(
     stripe_api: StripeSender,  # noqa: F811 - the Stripe tests' fixture, imported above
     aws: Any,
 ) -> None:
-    buyer, refunded, refused = new_user(), new_user(), new_user()
+    buyer, refunded, refused, mispriced = new_user(), new_user(), new_user(), new_user()
     disputed = Payment(buyer)  # standard: 550 tokens
     assert stripe_api.send(disputed.completed()).status == 200
     assert stripe_api.send(disputed.async_succeeded()).status == 200  # the other session event: credits nothing
@@ -435,6 +447,7 @@ def test_stripe_purchases_refunds_and_disputes_from_the_real_webhook_reconcile(
     assert stripe_api.send(partly.refunded(1000)).status == 200
     assert reconcile(api)["healthy"] is True
     assert stripe_api.send(Payment(refused, package_id="no-such-pack").completed()).status == 200
+    assert stripe_api.send(Payment(mispriced, package_id="whale", amount=1).completed()).status == 200
 
     report = reconcile(api)
 
@@ -443,6 +456,7 @@ def test_stripe_purchases_refunds_and_disputes_from_the_real_webhook_reconcile(
     assert {(f["user_id"], f["kind"]) for f in report["inconsistencies"]} == {
         (buyer, "unrecovered_chargeback"),
         (refused, "payment_without_purchase"),
+        (mispriced, "price_mismatch"),
     }
     assert report["checks_skipped"] == []
     for user_id in (buyer, refunded):

@@ -76,6 +76,7 @@ class Payment:
             id=self.session_id,
             payment_intent=self.payment_intent,
             amount_total=self.amount,
+            amount_subtotal=self.amount,
             metadata={"user_id": self.user_id, "package_id": self.package_id},
         )
         session.update(fields)
@@ -236,24 +237,23 @@ def test_a_paid_checkout_session_credits_the_package_once(
         payment.session_id,
         user.sub,
     )
-    assert (record["tokens"], record["entry_id"], record["entry_seq"], record["deliveries"]) == (
-        550,
-        purchase["entry_id"],
-        1,
-        1,
-    )
+    assert (record["tokens"], record["entry_id"], record["entry_seq"]) == (550, purchase["entry_id"], 1)
+    assert len(record["content_hash"]) == 64 and record["processed_at"]
     assert (record["amount"], record["currency"], record["type"]) == (1999, "usd", "checkout.session.completed")
     assert assert_account_consistent(aws["dynamodb"], STACK, user.sub)["balance"] == 550
 
 
 def test_redeliveries_of_one_event_credit_once(stripe_api: StripeSender, user: Client, aws: dict[str, Any]) -> None:
     event = Payment(user.sub).completed()
-    for _ in range(3):
+    assert_received(stripe_api.send(event))
+    first = event_record(aws, event["id"])
+    for pending in (2, 1):
+        event["pending_webhooks"] = pending  # what changes between Stripe's deliveries of one event
         assert_received(stripe_api.send(event))
     assert [e["type"] for e in entries(aws, user.sub)] == ["purchase"]
     record = event_record(aws, event["id"])
-    assert record is not None
-    assert (record["outcome"], record["deliveries"]) == ("credited", 3)
+    assert record is not None and record == first  # a redelivery writes nothing
+    assert record["outcome"] == "credited"
     assert assert_account_consistent(aws["dynamodb"], STACK, user.sub)["balance"] == 550
 
 
@@ -292,8 +292,8 @@ def test_a_delayed_payment_credits_on_async_success_not_on_the_unpaid_completion
 def test_the_catalog_decides_the_tokens_never_the_event(
     stripe_api: StripeSender, user: Client, aws: dict[str, Any]
 ) -> None:
-    payment = Payment(user.sub, package_id="starter", amount=1)
-    event = payment.completed(amount_total=999_999_99)
+    payment = Payment(user.sub, package_id="starter", amount=499)
+    event = payment.completed(amount_total=999_999_99)  # after tax and discounts: not what the catalog checks
     event["data"]["object"]["metadata"]["tokens"] = "1000000"
     assert_received(stripe_api.send(event))
     assert balance(user) == 100  # the starter pack
@@ -320,6 +320,9 @@ NOT_CREDITABLE = {
     "no package": ({"metadata": {"user_id": "u-x"}}, "missing_metadata"),
     "malformed user": ({"metadata": {"user_id": "u x/../y", "package_id": "standard"}}, "missing_metadata"),
     "no metadata": ({"metadata": None}, "missing_metadata"),
+    "paid a cent": ({"amount_subtotal": 1}, "price_mismatch"),
+    "paid in another currency": ({"currency": "eur"}, "price_mismatch"),
+    "no subtotal": ({"amount_subtotal": None}, "price_mismatch"),
 }
 
 
@@ -467,8 +470,8 @@ def test_a_delivery_whose_write_committed_but_timed_out_credits_once_on_redelive
     first = timing_out.invoke(webhook_event(payload, secret))
     assert status_of(first) >= 500  # Stripe saw no 2xx: it will deliver again
     assert flaky.committed == 1
-    assert balance(user) == 550  # the write did commit
-    assert event_record(aws, event["id"]) is None
+    assert balance(user) == 550  # the write did commit, and the event's record with it
+    assert event_record(aws, event["id"])["outcome"] == "credited"  # type: ignore[index]
 
     retry = Environment(STACK.functions()[FUNCTION]).invoke(webhook_event(payload, secret))
     assert status_of(retry) == 200
@@ -562,7 +565,7 @@ def test_a_redelivered_refund_claws_back_nothing_more(
     assert [e["amount"] for e in chargebacks(aws, user.sub)] == [-275, -275]
     record = event_record(aws, first["id"])
     assert record is not None
-    assert (record["outcome"], record["tokens"], record["deliveries"]) == ("clawed_back", -275, 2)
+    assert (record["outcome"], record["tokens"]) == ("clawed_back", -275)
     assert assert_account_consistent(aws["dynamodb"], STACK, user.sub)["balance"] == 0
 
 
@@ -650,7 +653,7 @@ def test_a_refund_before_its_purchase_is_refused_until_the_purchase_is_recorded(
     refused = stripe_api.send(refund)
     assert_problem(refused, 409, "purchase_not_recorded")
     assert entries(aws, user.sub) == []
-    assert event_record(aws, refund["id"])["outcome"] == "purchase_not_found"  # type: ignore[index]
+    assert event_record(aws, refund["id"]) is None  # not recorded: the retry is processed afresh
 
     assert_received(stripe_api.send(payment.completed()))
     assert_received(stripe_api.send(refund))  # Stripe's retry
@@ -740,3 +743,117 @@ def test_logs_carry_ids_and_outcomes_never_the_event_or_the_secret(
     assert not leaks, leaks
     assert "buyer@example.com" not in logged and "success_url" not in logged
     assert chain_of(aws["dynamodb"], STACK, user.sub)[0]["amount"] == 550
+
+
+# ---------------------------------------------------------------- hardening (issue #13)
+def test_commitments_named_after_the_payment_cannot_make_a_purchase_unrefundable(
+    stripe_api: StripeSender, user: Client, aws: dict[str, Any]
+) -> None:
+    """Before: the purchase was looked up in the first 50 `by-related-id` entries of the payment id."""
+    payment = Payment(user.sub)
+    assert_received(stripe_api.send(Payment(user.sub).completed()))  # 550 other tokens to spend
+    for _ in range(55):
+        response = user.post("/v1/commitments", {"prediction_id": payment.payment_intent, "amount": 1})
+        assert response.status == 201, response.body
+    assert_received(stripe_api.send(payment.completed()))
+    assert_received(stripe_api.send(payment.refunded(1999)))
+    assert [e["amount"] for e in chargebacks(aws, user.sub)] == [-550]
+    assert assert_account_consistent(aws["dynamodb"], STACK, user.sub)["balance"] == 550 - 55
+
+
+def _admin_reverse(user: Client, entry_id: str) -> ApiResponse:
+    admin = Client(user.api, f"admin-{uuid.uuid4().hex[:8]}", groups=["admin"])
+    return admin.post(f"/v1/admin/entries/{entry_id}/reversal", {"reason": "chargeback fraud"})
+
+
+def _purchase_entry(aws: dict[str, Any], user: Client, payment: Payment) -> dict[str, Any]:
+    return next(
+        e for e in entries(aws, user.sub) if e["related_id"] == payment.payment_intent and e["type"] == "purchase"
+    )
+
+
+def test_a_reversed_purchase_is_not_clawed_back_again_by_its_refund_or_dispute(
+    stripe_api: StripeSender, user: Client, aws: dict[str, Any]
+) -> None:
+    assert_received(stripe_api.send(Payment(user.sub, package_id="starter", amount=499).completed()))  # 100 tokens
+    payment = Payment(user.sub)
+    assert_received(stripe_api.send(payment.completed()))
+    reversal = _admin_reverse(user, _purchase_entry(aws, user, payment)["entry_id"])
+    assert reversal.status == 201, reversal.body
+    assert reversal.json["balance"] == 100
+    assert_received(stripe_api.send(payment.refunded(1999)))
+    assert_received(stripe_api.send(payment.disputed()))
+    assert chargebacks(aws, user.sub) == []
+    assert assert_account_consistent(aws["dynamodb"], STACK, user.sub)["balance"] == 100
+
+
+def test_a_refunded_purchase_is_reversed_only_for_what_the_refund_left(
+    stripe_api: StripeSender, user: Client, aws: dict[str, Any]
+) -> None:
+    assert_received(stripe_api.send(Payment(user.sub, package_id="starter", amount=499).completed()))
+    payment = Payment(user.sub)
+    assert_received(stripe_api.send(payment.completed()))
+    assert_received(stripe_api.send(payment.refunded(1000)))  # 275 tokens back
+    reversal = _admin_reverse(user, _purchase_entry(aws, user, payment)["entry_id"])
+    assert reversal.status == 201, reversal.body
+    assert reversal.json["entry"]["amount"] == -275
+    assert reversal.json["balance"] == 100
+    assert_received(stripe_api.send(payment.refunded(1999)))  # the rest of the refund: nothing more
+    assert [e["amount"] for e in chargebacks(aws, user.sub)] == [-275]
+    assert assert_account_consistent(aws["dynamodb"], STACK, user.sub)["balance"] == 100
+
+
+def test_reversals_of_a_disputed_purchase_and_of_an_empty_chargeback_are_refused_with_409(
+    stripe_api: StripeSender, purchased: Payment, user: Client, aws: dict[str, Any]
+) -> None:
+    assert user.post("/v1/commitments", {"prediction_id": "p-all", "amount": 550}).status == 201
+    assert_received(stripe_api.send(purchased.disputed()))  # recovers nothing: the balance is 0
+    (empty,) = chargebacks(aws, user.sub)
+    assert (empty["amount"], empty["unrecovered"]) == (0, 550)
+    for _ in range(2):  # every retry gets the same answer, never a 500
+        assert_problem(_admin_reverse(user, empty["entry_id"]), 409, "nothing_to_reverse")
+    purchase = _purchase_entry(aws, user, purchased)
+    assert_problem(_admin_reverse(user, purchase["entry_id"]), 409, "already_clawed_back")
+    assert assert_account_consistent(aws["dynamodb"], STACK, user.sub)["balance"] == 0
+
+
+def test_a_session_paid_below_the_catalog_price_credits_nothing_and_warns(
+    stripe_api: StripeSender,
+    user: Client,
+    aws: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    payment = Payment(user.sub, package_id="whale", amount=1)
+    event = payment.completed()
+    capsys.readouterr()
+    assert_received(stripe_api.send(event))
+    assert emitted_metrics(capsys.readouterr().out).get("StripePriceMismatches") == 1, caplog.text
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert (warning.payment_id, warning.amount_subtotal) == (payment.payment_intent, 1)  # type: ignore[attr-defined]
+    assert entries(aws, user.sub) == []
+    assert event_record(aws, event["id"])["outcome"] == "price_mismatch"  # type: ignore[index]
+
+
+def test_the_same_event_id_with_other_content_is_refused_and_recorded_once(
+    stripe_api: StripeSender, user: Client, aws: dict[str, Any]
+) -> None:
+    payment = Payment(user.sub)
+    event = payment.completed()
+    assert_received(stripe_api.send(event))
+    first = event_record(aws, event["id"])
+    forged = copy.deepcopy(event)
+    forged["data"]["object"]["payment_intent"] = f"pi_{uuid.uuid4().hex[:12]}"
+    assert_problem(stripe_api.send(forged), 409, "stripe_event_conflict")
+    assert event_record(aws, event["id"]) == first
+    assert [e["type"] for e in entries(aws, user.sub)] == ["purchase"]
+    bad = payment.completed()
+    bad["id"] = "evt_1|guard|x"
+    assert_problem(stripe_api.send(bad), 422, "validation_error")
+    assert entries(aws, user.sub) == [e for e in entries(aws, user.sub) if e["type"] == "purchase"]
+
+
+def test_a_signature_from_the_future_is_refused(stripe_api: StripeSender, user: Client) -> None:
+    event = Payment(user.sub).completed()
+    assert_problem(stripe_api.send(event, timestamp=int(time.time()) + 3600), 400, "invalid_signature")
+    assert_received(stripe_api.send(event, timestamp=int(time.time()) + 60))  # clock skew is tolerated

@@ -10,17 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fakes import FakeRepository
-from tokenledger.domain.model import AMOUNT_MAX, Entry, EntryDraft, EntryType
+from tokenledger.domain.model import AMOUNT_MAX, Account, Entry, EntryDraft, EntryType
 from tokenledger.service.idempotency import IdempotencyScope, request_hash
 from tokenledger.service.ledger import Ledger
+from tokenledger.service.ports import Guard
 from tokenledger.service.stripe_credits import (
     CLAWBACK_STEP_PREFIX,
     EventRecord,
     Outcome,
+    StoredEvent,
     StripeCredits,
     clawback_step_pk,
     outcome_metrics,
+    record_attributes,
     refund_clawback_level,
+    stored_event_from,
 )
 
 _ids = itertools.count()
@@ -29,27 +33,40 @@ PRICE = 1999
 
 
 class FakeStripeStore:
-    """`StripeStore` over the fake repository's entries and guards, recording events in a dict."""
+    """`StripeStore` over the fake repository: event records are guards there, like any put-if-absent item."""
 
     def __init__(self, repo: FakeRepository) -> None:
         self.repo = repo
-        self.records: dict[str, EventRecord] = {}
-        self.deliveries: dict[str, int] = {}
+        self.puts = 0  # event records put on their own (not in an entry's transaction)
 
-    def related_entries(self, related_id: str, *, limit: int) -> list[Entry]:
-        found = sorted((e for e in self.repo.entries.values() if e.related_id == related_id), key=lambda e: e.entry_id)
-        return found[:limit]
+    @property
+    def records(self) -> dict[str, EventRecord]:
+        return {
+            pk: stored_event_from(pk, attrs).record for pk, attrs in self.repo.guards.items() if pk.startswith("evt_")
+        }
 
-    def clawback_step(self, pk: str) -> int | None:
-        step = self.repo.guards.get(pk)
-        return int(step["to"]) if step else None
+    def event_and_account(self, event_id: str, user_id: str) -> tuple[StoredEvent | None, Account | None]:
+        return self.stored_event(event_id), self.repo.get_account(user_id)
+
+    def stored_event(self, event_id: str) -> StoredEvent | None:
+        attrs = self.repo.guards.get(event_id)
+        return stored_event_from(event_id, attrs) if attrs is not None else None
+
+    def put_event(self, record: EventRecord, *, processed_at: str, content_hash: str) -> StoredEvent | None:
+        existing = self.stored_event(record.event_id)
+        if existing is None:
+            self.puts += 1
+            self.repo.guards[record.event_id] = record_attributes(
+                record, processed_at=processed_at, content_hash=content_hash
+            )
+        return existing
+
+    def event_guard(self, record: EventRecord, *, processed_at: str, content_hash: str) -> Guard:
+        attributes = record_attributes(record, processed_at=processed_at, content_hash=content_hash)
+        return Guard(name="stripe_event", pk=record.event_id, attributes=attributes, table="events", key="event_id")
 
     def payment_outcomes(self, payment_id: str) -> set[str]:
         return {str(r.outcome) for r in self.records.values() if r.payment_id == payment_id}
-
-    def record_event(self, record: EventRecord, *, processed_at: str) -> None:
-        self.records[record.event_id] = record
-        self.deliveries[record.event_id] = self.deliveries.get(record.event_id, 0) + 1
 
 
 def make_credits() -> tuple[StripeCredits, FakeRepository, FakeStripeStore]:
@@ -73,6 +90,7 @@ def session_event(event_id: str, *, user: str = "u1", package: str = "standard",
         "payment_intent": "pi_1",
         "payment_status": "paid",
         "amount_total": PRICE,
+        "amount_subtotal": PRICE,
         "currency": "usd",
         "metadata": {"user_id": user, "package_id": package},
     }
@@ -244,7 +262,7 @@ def test_a_refund_before_the_purchase_asks_to_retry_later() -> None:
     webhook, repo, store = make_credits()
     record = webhook.handle(refund_event("evt_r", 1999))
     assert record.outcome is Outcome.PURCHASE_NOT_FOUND and record.retry_later
-    assert repo.entries == {} and store.records["evt_r"] == record
+    assert repo.entries == {} and "evt_r" not in store.records  # not recorded: processed again when retried
 
 
 def test_a_refund_of_a_payment_refused_for_its_package_is_acknowledged() -> None:
@@ -301,3 +319,158 @@ def test_outcomes_map_to_a_fixed_set_of_metrics(
 ) -> None:
     record = EventRecord(event_id="evt", type="t", outcome=outcome, unrecovered=unrecovered)
     assert dict(outcome_metrics(record)) == expected
+
+
+# ---------------------------------------------------------------- hardening (issue #13)
+def _admin(webhook: StripeCredits) -> Any:
+    from tokenledger.service.admin import AdminOperations
+
+    return AdminOperations(webhook.ledger, clock=lambda: "2026-11-25T12:00:00.000Z")
+
+
+def _reverse(webhook: StripeCredits, entry_id: str, key: str = "rev-1") -> Any:
+    scope = IdempotencyScope(caller="ops", route="reversal", key=key, request_hash=request_hash({"e": entry_id}))
+    return _admin(webhook).reverse(actor="ops", entry_id=entry_id, reason="fraud", scope=scope)
+
+
+def _grant(webhook: StripeCredits, user: str, amount: int) -> None:
+    scope = IdempotencyScope(caller="ops", route="grant", key=f"g{next(_ids)}", request_hash=request_hash(None))
+    webhook.ledger.write_single(
+        user,
+        EntryDraft(type=EntryType.GRANT, amount=amount, counterparty="admin", reason="r", actor="ops"),
+        scope=scope,
+    )
+
+
+def test_the_purchase_is_found_by_its_exactly_once_record_not_by_user_related_ids() -> None:
+    webhook, repo, _ = make_credits()
+    _grant(webhook, "u1", 100)
+    for n in range(60):  # more than any page of an index: a buyer naming predictions after the payment
+        scope = IdempotencyScope(caller="u1", route="commit", key=f"c{n}", request_hash=request_hash(n))
+        webhook.ledger.commit(user_id="u1", prediction_id="pi_1", amount=1, metadata={}, scope=scope)
+    webhook.handle(session_event("evt_1"))
+    calls = len(repo.calls)
+    record = webhook.handle(refund_event("evt_r", PRICE))
+    assert (record.outcome, record.tokens) == (Outcome.CLAWED_BACK, -TOKENS)
+    assert repo.get_account("u1").balance == 40  # type: ignore[union-attr]
+    assert "get_idempotency" in repo.calls[calls:]
+    repo.assert_consistent("u1")
+
+
+@pytest.mark.parametrize("stripe_event", ["refund", "dispute"])
+def test_a_reversal_then_a_stripe_clawback_takes_the_purchase_back_once(stripe_event: str) -> None:
+    webhook, repo, _ = make_credits()
+    _grant(webhook, "u1", 100)
+    credited = webhook.handle(session_event("evt_1"))
+    assert credited.entry_id is not None
+    reversal = _reverse(webhook, credited.entry_id)
+    assert reversal.body["entry"]["amount"] == -TOKENS
+    event = refund_event("evt_r", PRICE) if stripe_event == "refund" else dispute_event("evt_d")
+    assert webhook.handle(event).outcome is Outcome.NOTHING_DUE
+    assert repo.get_account("u1").balance == 100  # type: ignore[union-attr]
+    assert clawed(repo) == []
+    repo.assert_consistent("u1")
+
+
+def test_a_partial_refund_then_a_reversal_takes_only_the_rest() -> None:
+    webhook, repo, _ = make_credits()
+    _grant(webhook, "u1", 100)
+    credited = webhook.handle(session_event("evt_1"))
+    assert credited.entry_id is not None
+    assert webhook.handle(refund_event("evt_r", 1000)).tokens == -275
+    reversal = _reverse(webhook, credited.entry_id)
+    assert reversal.body["entry"]["amount"] == -(TOKENS - 275)
+    assert reversal.body["entry"]["metadata"] == {"clawed_back_before": "275"}
+    assert _reverse(webhook, credited.entry_id).replayed  # the same request again: replayed, not refused
+    assert webhook.handle(refund_event("evt_r2", PRICE)).outcome is Outcome.NOTHING_DUE
+    assert repo.get_account("u1").balance == 100  # type: ignore[union-attr]
+    repo.assert_consistent("u1")
+
+
+def test_a_reversal_after_a_dispute_took_everything_is_already_clawed_back() -> None:
+    from tokenledger.domain.errors import AlreadyClawedBack
+
+    webhook, repo, _ = make_credits()
+    credited = webhook.handle(session_event("evt_1"))
+    assert credited.entry_id is not None
+    webhook.handle(dispute_event("evt_d"))
+    with pytest.raises(AlreadyClawedBack):
+        _reverse(webhook, credited.entry_id)
+    assert repo.get_account("u1").balance == 0  # type: ignore[union-attr]
+    repo.assert_consistent("u1")
+
+
+def test_reversing_a_chargeback_that_recovered_nothing_is_nothing_to_reverse() -> None:
+    from tokenledger.domain.errors import NothingToReverse
+
+    webhook, repo, _ = make_credits()
+    webhook.handle(session_event("evt_1"))
+    spend = IdempotencyScope(caller="u1", route="commit", key="all", request_hash=request_hash(None))
+    webhook.ledger.commit(user_id="u1", prediction_id="p", amount=TOKENS, metadata={}, scope=spend)
+    record = webhook.handle(dispute_event("evt_d"))
+    assert (record.tokens, record.unrecovered) == (0, TOKENS)
+    assert record.entry_id is not None
+    with pytest.raises(NothingToReverse) as refused:
+        _reverse(webhook, record.entry_id)
+    assert (refused.value.status, refused.value.code) == (409, "nothing_to_reverse")
+    repo.assert_consistent("u1")
+
+
+@pytest.mark.parametrize(
+    "paid",
+    [{"amount_subtotal": 1}, {"amount_subtotal": PRICE + 1}, {"currency": "eur"}, {"amount_subtotal": None}],
+)
+def test_a_session_paid_at_another_price_than_the_catalog_credits_nothing(paid: dict[str, Any]) -> None:
+    webhook, repo, store = make_credits()
+    record = webhook.handle(session_event("evt_1", **paid))
+    assert record.outcome is Outcome.PRICE_MISMATCH and record.detail
+    assert repo.entries == {} and store.records["evt_1"].outcome is Outcome.PRICE_MISMATCH
+    assert dict(outcome_metrics(record)) == {
+        "StripeEvents": 1,
+        "StripePurchasesNotCredited": 1,
+        "StripePriceMismatches": 1,
+    }
+    # a refund of it is acknowledged, not retried for ever
+    assert webhook.handle(refund_event("evt_r", PRICE)).outcome is Outcome.PURCHASE_NOT_CREDITED
+
+
+def test_the_same_event_id_with_other_content_is_refused_and_the_first_record_stands() -> None:
+    from tokenledger.service.stripe_credits import StripeEventConflict
+
+    webhook, repo, store = make_credits()
+    first = webhook.handle(session_event("evt_1", package="diamond"))
+    assert first.outcome is Outcome.UNKNOWN_PACKAGE
+    with pytest.raises(StripeEventConflict) as refused:
+        webhook.handle(session_event("evt_1"))
+    assert refused.value.status == 409
+    assert repo.entries == {} and store.records["evt_1"] == first
+    credited = webhook.handle(session_event("evt_2", payment_intent="pi_2"))
+    with pytest.raises(StripeEventConflict):
+        webhook.handle(session_event("evt_2", payment_intent="pi_3"))
+    assert store.records["evt_2"] == credited and len(repo.entries) == 1
+
+
+def test_a_redelivery_reads_once_and_writes_nothing() -> None:
+    webhook, repo, store = make_credits()
+    event = session_event("evt_1")
+    event["pending_webhooks"] = 2
+    first = webhook.handle(event)
+    calls, puts, guards = len(repo.calls), store.puts, dict(repo.guards)
+    event["pending_webhooks"] = 1  # changes between Stripe's deliveries: not content
+    assert webhook.handle(event) == first
+    assert repo.calls[calls:] == ["get_account"]  # the one BatchGetItem of the real store
+    assert store.puts == puts and repo.guards == guards
+
+
+@pytest.mark.parametrize(
+    "event_id", ["", "evt_", "ev_1", "evt_" + "a" * 252, "evt_1|x", "evt_é", "evt_1\n", "pi_1", 7, None, ["evt_1"]]
+)
+def test_event_ids_that_are_not_stripe_ids_never_become_keys(event_id: Any) -> None:
+    from tokenledger.domain.errors import ValidationFailed
+
+    webhook, repo, _ = make_credits()
+    event = session_event("evt_1")
+    event["id"] = event_id
+    with pytest.raises(ValidationFailed):
+        webhook.handle(event)
+    assert repo.guards == {} and repo.entries == {}

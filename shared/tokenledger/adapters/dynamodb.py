@@ -121,6 +121,16 @@ def stored_response_from_item(item: AttributeMap) -> StoredResponse:
     )
 
 
+def attr_to_plain(value: dict[str, Any]) -> Any:
+    """The inverse of `_plain_to_attr` (numbers come back as int)."""
+    ((kind, raw),) = value.items()
+    if kind == "N":
+        return int(raw)
+    if kind == "M":
+        return {k: attr_to_plain(v) for k, v in raw.items()}
+    return raw
+
+
 def _plain_to_attr(value: Any) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"BOOL": value}
@@ -179,11 +189,11 @@ class DynamoLedgerRepository:
         )
         return stored_response_from_item(item) if item and "request_hash" in item else None
 
-    def get_guard(self, pk: str) -> AttributeMap | None:
+    def get_guard(self, pk: str) -> dict[str, Any] | None:
         item: AttributeMap | None = self.client.get_item(
             TableName=self.idempotency_table, Key={"pk": _s(pk)}, ConsistentRead=True
         ).get("Item")
-        return item
+        return None if item is None else {k: attr_to_plain(v) for k, v in item.items()}
 
     def list_entries(
         self, user_id: str, *, before_seq: int | None, limit: int, entry_type: str | None
@@ -256,13 +266,14 @@ class DynamoLedgerRepository:
             items.append({"Put": self._idempotency_put(idempotency)})
             roles.append(("idempotency", idempotency.pk))
         for guard in guards:
-            item = {"pk": _s(guard.pk), **{k: _plain_to_attr(v) for k, v in guard.attributes.items()}}
+            item = {guard.key: _s(guard.pk), **{k: _plain_to_attr(v) for k, v in guard.attributes.items()}}
             items.append(
                 {
                     "Put": {
-                        "TableName": self.idempotency_table,
+                        "TableName": guard.table or self.idempotency_table,
                         "Item": item,
-                        "ConditionExpression": "attribute_not_exists(pk)",
+                        "ConditionExpression": "attribute_not_exists(#k)",
+                        "ExpressionAttributeNames": {"#k": guard.key},
                     }
                 }
             )

@@ -279,7 +279,10 @@ def build_audit_from_env() -> AuditWiring:
     payments = None
     if settings.stripe_events_table and table_exists(dynamodb, settings.stripe_events_table):
         payments = StripePayments(
-            dynamodb, events_table=settings.stripe_events_table, entries_table=settings.entries_table
+            dynamodb,
+            events_table=settings.stripe_events_table,
+            entries_table=settings.entries_table,
+            idempotency_table=settings.idempotency_table,
         )
     return AuditWiring(
         settings=settings,

@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tokenledger.adapters.dynamodb import RELATED_ID_INDEX, AttributeMap, account_from_item, entry_from_item
+from tokenledger.adapters.dynamodb import AttributeMap, account_from_item, entry_from_item
 from tokenledger.domain.model import Account, Entry
 from tokenledger.service.reconcile import (
     LOOKUP_BATCH_MAX,
@@ -290,11 +290,13 @@ class StripePayments:
         *,
         events_table: str,
         entries_table: str,
+        idempotency_table: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self.events_table = events_table
         self.entries_table = entries_table
+        self.idempotency_table = idempotency_table
         self._sleep = sleep
 
     def stripe_events(self, event_ids: Sequence[str]) -> dict[str, StripeEventSeen]:
@@ -315,27 +317,27 @@ class StripePayments:
         }
 
     def purchased_payments(self, payment_ids: Sequence[str]) -> set[str]:
-        """One Query of the `by-related-id` index per payment (refused payments are rare)."""
-        found = set()
-        for payment_id in payment_ids:
-            response = self.client.query(
-                TableName=self.entries_table,
-                IndexName=RELATED_ID_INDEX,
-                KeyConditionExpression="related_id = :r",
-                ExpressionAttributeValues={":r": {"S": payment_id}},
-                Limit=RELATED_PAGE_ITEMS,
-            )
-            keys = [{"user_id": k["user_id"], "seq": k["seq"]} for k in response.get("Items", [])]
+        """Payments with a purchase: their exactly-once records, one BatchGetItem per 100 payments.
+
+        Never the `by-related-id` index: related ids are the users' words, and a user's own
+        entries named after a payment must not hide (or fake) its purchase.
+        """
+        from tokenledger.service.clawback import purchase_record_pk
+
+        if self.idempotency_table is None:
+            raise ValueError("purchased_payments needs the idempotency table")
+        by_pk = {purchase_record_pk(p): p for p in payment_ids}
+        found: set[str] = set()
+        pks = list(by_pk)
+        for start in range(0, len(pks), LOOKUP_BATCH_MAX):
             items = batch_get(
                 self.client,
-                self.entries_table,
-                keys,
-                projection="#t",
-                expression_names={"#t": "type"},
+                self.idempotency_table,
+                [{"pk": {"S": pk}} for pk in pks[start : start + LOOKUP_BATCH_MAX]],
+                projection="pk",
                 sleep=self._sleep,
             )
-            if any(i.get("type", {}).get("S") == "purchase" for i in items):
-                found.add(payment_id)
+            found.update(by_pk[i["pk"]["S"]] for i in items if i.get("pk", {}).get("S") in by_pk)
         return found
 
 

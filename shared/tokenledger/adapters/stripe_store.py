@@ -1,70 +1,123 @@
 """What the Stripe use case reads and records beside the ledger's write path, on DynamoDB.
 
-- purchases are found through the entries table's `by-related-id` index (KEYS_ONLY, so each
-  hit is read back in full, strongly consistent, by its (user_id, seq));
+- a purchase is found through its exactly-once record in the idempotency table, read by
+  the service through the ledger's repository (service/clawback.py), never through an index;
 - clawback steps are guard items in the idempotency table (written by `Ledger.write`);
-- every processed event is upserted into the Stripe events table (shape in docs/stripe.md).
+- every processed event gets one item in the Stripe events table (shape in docs/stripe.md),
+  put if absent: in the entry's transaction when it writes one, alone otherwise.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tokenledger.adapters.dynamodb import RELATED_ID_INDEX, AttributeMap, _plain_to_attr, entry_from_item
-from tokenledger.domain.model import Entry
+from botocore.exceptions import ClientError
+
+from tokenledger.adapters.dynamodb import _plain_to_attr, account_from_item, attr_to_plain
+from tokenledger.domain.model import Account
+from tokenledger.service.ports import Guard
 
 if TYPE_CHECKING:
     from tokenledger.adapters.stripe_signature import StripeSignatureVerifier
-    from tokenledger.service.stripe_credits import EventRecord, StripeCredits
+    from tokenledger.service.stripe_credits import EventRecord, StoredEvent, StripeCredits
 
 PAYMENT_INDEX = "by-payment"
 PAYMENT_OUTCOMES_MAX = 100  # events read per payment (a payment has a handful)
 EVENT_KEY = "event_id"
+EVENT_GUARD = "stripe_event"
+
+
+def _stored(item: dict[str, Any]) -> StoredEvent:
+    from tokenledger.service.stripe_credits import stored_event_from
+
+    plain = {k: attr_to_plain(v) for k, v in item.items()}
+    return stored_event_from(str(plain.pop(EVENT_KEY)), plain)
 
 
 class DynamoStripeStore:
-    """`StripeStore` on the entries, idempotency and Stripe events tables."""
+    """`StripeStore` on the accounts, idempotency and Stripe events tables."""
 
-    def __init__(self, client: Any, *, entries_table: str, idempotency_table: str, events_table: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        entries_table: str,
+        idempotency_table: str,
+        events_table: str,
+        accounts_table: str | None = None,
+    ) -> None:
         self.client = client
         self.entries_table = entries_table
         self.idempotency_table = idempotency_table
         self.events_table = events_table
+        self.accounts_table = accounts_table
 
-    def related_entries(self, related_id: str, *, limit: int) -> Iterator[Entry]:
-        """Oldest first (entry ids are ULIDs), at most `limit`, each read only when the caller asks.
-
-        The index is eventually consistent: a write of a moment ago may be missing from it.
-        """
-        response = self.client.query(
-            TableName=self.entries_table,
-            IndexName=RELATED_ID_INDEX,
-            KeyConditionExpression="related_id = :r",
-            ExpressionAttributeValues={":r": {"S": related_id}},
-            ScanIndexForward=True,
-            Limit=limit,
+    def event_and_account(self, event_id: str, user_id: str) -> tuple[StoredEvent | None, Account | None]:
+        """One BatchGetItem, strongly consistent on both tables (unprocessed keys are asked again)."""
+        if self.accounts_table is None:
+            raise ValueError("this store was built without the accounts table")
+        request: dict[str, Any] = {
+            self.events_table: {"Keys": [{EVENT_KEY: {"S": event_id}}], "ConsistentRead": True},
+            self.accounts_table: {"Keys": [{"user_id": {"S": user_id}}], "ConsistentRead": True},
+        }
+        event_item = account_item = None
+        for _ in range(8):  # unprocessed keys come back only under throttling
+            response = self.client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(self.events_table, []):
+                event_item = item
+            for item in response.get("Responses", {}).get(self.accounts_table, []):
+                account_item = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        else:
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "keys left unprocessed"}},
+                "BatchGetItem",
+            )
+        return (
+            _stored(event_item) if event_item is not None else None,
+            account_from_item(account_item) if account_item is not None else None,
         )
-        for key_item in response.get("Items", []):
-            item = self.client.get_item(
-                TableName=self.entries_table,
-                Key={"user_id": key_item["user_id"], "seq": key_item["seq"]},
-                ConsistentRead=True,
-            ).get("Item")
-            if item is not None:
-                yield entry_from_item(item)
 
-    def clawback_step(self, pk: str) -> int | None:
+    def stored_event(self, event_id: str) -> StoredEvent | None:
         item = self.client.get_item(
-            TableName=self.idempotency_table,
-            Key={"pk": {"S": pk}},
-            ConsistentRead=True,
-            ProjectionExpression="#to",
-            ExpressionAttributeNames={"#to": "to"},
+            TableName=self.events_table, Key={EVENT_KEY: {"S": event_id}}, ConsistentRead=True
         ).get("Item")
-        return int(item["to"]["N"]) if item and "to" in item else None
+        return _stored(item) if item is not None else None
+
+    def put_event(self, record: EventRecord, *, processed_at: str, content_hash: str) -> StoredEvent | None:
+        """One conditional PutItem; on a redelivery, one more GetItem to return the first record."""
+        from tokenledger.service.stripe_credits import record_attributes
+
+        item = {EVENT_KEY: {"S": record.event_id}}
+        for name, value in record_attributes(record, processed_at=processed_at, content_hash=content_hash).items():
+            item[name] = _plain_to_attr(value)
+        try:
+            self.client.put_item(
+                TableName=self.events_table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#k)",
+                ExpressionAttributeNames={"#k": EVENT_KEY},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return self.stored_event(record.event_id)
+        return None
+
+    def event_guard(self, record: EventRecord, *, processed_at: str, content_hash: str) -> Guard:
+        from tokenledger.service.stripe_credits import record_attributes
+
+        return Guard(
+            name=EVENT_GUARD,
+            pk=record.event_id,
+            attributes=record_attributes(record, processed_at=processed_at, content_hash=content_hash),
+            table=self.events_table,
+            key=EVENT_KEY,
+        )
 
     def payment_outcomes(self, payment_id: str) -> set[str]:
         response = self.client.query(
@@ -75,33 +128,6 @@ class DynamoStripeStore:
             Limit=PAYMENT_OUTCOMES_MAX,
         )
         return {item["outcome"]["S"] for item in response.get("Items", []) if "outcome" in item}
-
-    def record_event(self, record: EventRecord, *, processed_at: str) -> None:
-        """One UpdateItem: the latest processing's fields (absent ones removed), deliveries counted."""
-        names = {"#deliveries": "deliveries", "#first": "first_processed_at", "#last": "last_processed_at"}
-        values: AttributeMap = {":one": {"N": "1"}, ":now": {"S": processed_at}}
-        sets = ["#first = if_not_exists(#first, :now)", "#last = :now"]
-        removes = []
-        for number, spec in enumerate(fields(record)):
-            if spec.name == EVENT_KEY:
-                continue
-            value = getattr(record, spec.name)
-            names[f"#f{number}"] = spec.name
-            if value is None:
-                removes.append(f"#f{number}")
-                continue
-            values[f":v{number}"] = _plain_to_attr(value)
-            sets.append(f"#f{number} = :v{number}")
-        expression = "SET " + ", ".join(sets) + " ADD #deliveries :one"
-        if removes:
-            expression += " REMOVE " + ", ".join(removes)
-        self.client.update_item(
-            TableName=self.events_table,
-            Key={EVENT_KEY: {"S": record.event_id}},
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +159,7 @@ def build_stripe_webhook_from_env() -> StripeWebhook:
         entries_table=settings.entries_table,
         idempotency_table=settings.idempotency_table,
         events_table=os.environ["STRIPE_EVENTS_TABLE"],
+        accounts_table=settings.accounts_table,
     )
     secret = secret_from_secrets_manager(os.environ["STRIPE_WEBHOOK_SECRET_NAME"], client=make_client("secretsmanager"))
     return StripeWebhook(

@@ -126,3 +126,19 @@ class PaymentProviderUnavailable(LedgerError):
 
 class InvariantViolation(Exception):
     """A broken ledger invariant: a bug, never an expected outcome."""
+
+
+class NothingToReverse(LedgerError):
+    """The entry moved no tokens (a chargeback that recovered nothing): there is nothing to undo."""
+
+    code = "nothing_to_reverse"
+    status = 409
+    title = "Nothing to reverse"
+
+
+class AlreadyClawedBack(LedgerError):
+    """A purchase whose tokens Stripe refunds or disputes already took back in full."""
+
+    code = "already_clawed_back"
+    status = 409
+    title = "Purchase already clawed back"

@@ -16,14 +16,18 @@ from typing import Any
 
 from tokenledger.adapters.ids import utc_now_iso
 from tokenledger.domain.errors import (
+    AlreadyClawedBack,
     AlreadyReversed,
     BatchTooLarge,
+    ContentionExhausted,
     InsufficientBalance,
     InvariantViolation,
     NotFound,
+    NothingToReverse,
     ValidationFailed,
 )
 from tokenledger.domain.model import AMOUNT_MAX, Account, Entry, EntryDraft, EntryType
+from tokenledger.service.clawback import CLAWBACK_ATTEMPTS_MAX, CLAWBACK_STEP_GUARD, STRIPE, clawback_level
 from tokenledger.service.idempotency import IDEMPOTENCY_TTL_S, IdempotencyScope, request_hash
 from tokenledger.service.ledger import GuardFailed, Ledger, WriteResult, admin_draft
 from tokenledger.service.ports import AccountWrite, Guard, TransactionRefused
@@ -146,33 +150,85 @@ class AdminOperations:
 
     # ------------------------------------------------------------------ reversals
     def reverse(self, *, actor: str, entry_id: str, reason: str, scope: IdempotencyScope) -> WriteResult:
-        """A compensating `reversal` entry, written with the guard that lets it happen once."""
+        """A compensating `reversal` entry, written with the guard that lets it happen once.
+
+        An entry that moved nothing (a chargeback that recovered nothing) is 409
+        `nothing_to_reverse`. A Stripe purchase is reversed through its clawback level, like
+        a refund: only what refunds and disputes have not taken back yet, and the level moves
+        to the whole purchase in the same transaction, so a later refund or dispute takes
+        nothing more (docs/stripe.md).
+        """
         original = self.ledger.repo.find_entry(entry_id)
         if original is None:
             raise NotFound(f"no entry {entry_id}")
-        draft = EntryDraft(
-            type=EntryType.REVERSAL,
-            amount=-original.amount,
-            counterparty=original.counterparty,
-            related_id=original.related_id,
-            reverses=original.entry_id,
-            reason=reason,
-            actor=actor,
-        )
+        if original.amount == 0:
+            raise NothingToReverse(
+                f"entry {entry_id} moved no tokens (amount 0): there is nothing to reverse", entry_id=entry_id
+            )
         guard_pk = reversal_guard_pk(entry_id)
         guard = Guard(
             name=REVERSAL_GUARD,
             pk=guard_pk,
             attributes={"kind": "reversal", "entry_id": entry_id, "user_id": original.user_id, "actor": actor},
         )
-        try:
-            return self.ledger.write_single(original.user_id, draft, scope=scope, guards=[guard])
-        except GuardFailed:
-            pass
-        except InsufficientBalance:
-            # Reversing a credit twice fails on the balance before the guard is ever tried.
-            if self.ledger.repo.get_guard(guard_pk) is None:
-                raise
+        stripe_purchase = (
+            original.type is EntryType.PURCHASE and original.counterparty == STRIPE and original.related_id is not None
+        )
+        attempts = CLAWBACK_ATTEMPTS_MAX if stripe_purchase else 1
+        for _ in range(attempts):
+            amount, guards, metadata = -original.amount, [guard], {}
+            if stripe_purchase and original.related_id is not None:
+                level, step_pk = clawback_level(self.ledger.repo, original.related_id)
+                due = original.amount - level
+                if due <= 0:
+                    stored = self.ledger.repo.get_idempotency(scope.pk)
+                    if stored is not None:  # this very reversal, asked again with its key
+                        return WriteResult(status=stored.status, body=scope.check_replay(stored).body, replayed=True)
+                    if self.ledger.repo.get_guard(guard_pk) is not None:
+                        break
+                    raise AlreadyClawedBack(
+                        f"Stripe refunds or disputes already took back all {original.amount} tokens of purchase "
+                        f"{entry_id}: there is nothing left to reverse",
+                        entry_id=entry_id,
+                    )
+                amount = -due
+                if level:
+                    metadata = {"clawed_back_before": str(level)}
+                step = Guard(
+                    name=CLAWBACK_STEP_GUARD,
+                    pk=step_pk,
+                    attributes={
+                        "to": original.amount,
+                        "from": level,
+                        "reverses": entry_id,
+                        "payment_id": original.related_id,
+                    },
+                )
+                guards = [guard, step]
+            draft = EntryDraft(
+                type=EntryType.REVERSAL,
+                amount=amount,
+                counterparty=original.counterparty,
+                related_id=original.related_id,
+                metadata=metadata,
+                reverses=original.entry_id,
+                reason=reason,
+                actor=actor,
+            )
+            try:
+                return self.ledger.write_single(original.user_id, draft, scope=scope, guards=guards)
+            except GuardFailed as failed:
+                if REVERSAL_GUARD in failed.names:
+                    break
+                continue  # a refund or dispute moved the purchase's clawback level first: read it again
+            except InsufficientBalance:
+                # Reversing a credit twice fails on the balance before the guard is ever tried.
+                if self.ledger.repo.get_guard(guard_pk) is None:
+                    raise
+                break
+        else:
+            if stripe_purchase:
+                raise ContentionExhausted(f"refunds or disputes of purchase {entry_id} kept moving; retry")
         raise AlreadyReversed(f"entry {entry_id} was already reversed", entry_id=entry_id)
 
     # ------------------------------------------------------------------ reads

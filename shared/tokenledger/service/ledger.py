@@ -100,6 +100,8 @@ def admin_draft(
 
 DraftPlanner = Callable[[Mapping[str, Account]], Mapping[str, Sequence[EntryDraft]]]
 BodyBuilder = Callable[[list[Entry], dict[str, Account]], dict[str, Any]]
+# Guards known up front, or made from the planned entries (a record that names the entry it goes with).
+Guards = Sequence[Guard] | Callable[[list[Entry]], Sequence[Guard]]
 
 
 class Ledger:
@@ -234,20 +236,28 @@ class Ledger:
         scope: IdempotencyScope | None,
         body: BodyBuilder,
         expected_versions: Mapping[str, int] | None = None,
-        guards: Sequence[Guard] = (),
+        guards: Guards = (),
         idempotency_ttl_s: int | None = IDEMPOTENCY_TTL_S,
         status: int = 201,
+        accounts_read: Mapping[str, Account] | None = None,
     ) -> WriteResult:
         """The one write path: plan entries from fresh account states, commit them atomically.
 
         `plan` maps the current accounts to the drafts per user (called again on each retry).
         Refusals are told apart: replay (idempotency record exists), moved account (retry,
         or 412 with If-Match), failed guard (raised as `GuardFailed` for the caller to map).
+        `accounts_read`: the users' accounts, read strongly consistent by the caller in a round
+        trip it needed anyway (the Stripe webhook reads its event record beside the account).
         """
         # A cache hit (If-Match) is unverified: good enough to try a write (the transaction
         # checks it), never to refuse one. A refusal is judged again on a fresh read.
         verified = expected_versions is None or not self._cached(users, expected_versions)
-        accounts = self._initial_accounts(users, expected_versions)
+        if accounts_read is not None and set(accounts_read) == set(users):
+            accounts = dict(accounts_read)
+            for account in accounts.values():
+                self.versions.remember(account)
+        else:
+            accounts = self._initial_accounts(users, expected_versions)
         for attempt in range(1, self._write_attempts_max + 1):
             self.last_write_attempts = attempt
             if expected_versions is not None:
@@ -278,7 +288,7 @@ class Ledger:
                 expires_at = None if idempotency_ttl_s is None else int(self._epoch_s()) + idempotency_ttl_s
                 claim = IdempotencyClaim(pk=scope.pk, response=response, expires_at=expires_at)
             try:
-                self.repo.commit(writes, idempotency=claim, guards=guards)
+                self.repo.commit(writes, idempotency=claim, guards=guards(entries) if callable(guards) else guards)
             except TransactionRefused as refused:
                 if refused.replay is not None and scope is not None:
                     return self._replay(scope, refused.replay)

@@ -40,12 +40,15 @@ class AccountWrite:
 class Guard:
     """An item that must not exist yet, put in the same transaction (e.g. "entry X reversed").
 
-    `name` identifies it in a refusal. It lives in the idempotency table under `pk` and never expires.
+    `name` identifies it in a refusal. It lives in the idempotency table under `pk` and never expires,
+    unless `table` names another table, whose key attribute is `key` (a Stripe event's record).
     """
 
     name: str
     pk: str
     attributes: dict[str, Any] = field(default_factory=dict)
+    table: str | None = None
+    key: str = "pk"
 
 
 class TransactionRefused(Exception):

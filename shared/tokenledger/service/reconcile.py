@@ -43,6 +43,7 @@ class FindingKind(StrEnum):
     IDEMPOTENCY_DANGLING = "idempotency_dangling"
     PURCHASE_WITHOUT_PAYMENT = "purchase_without_payment"
     PAYMENT_WITHOUT_PURCHASE = "payment_without_purchase"
+    PRICE_MISMATCH = "price_mismatch"  # paid at another price than the catalog's: not credited, refund it
     UNRECOVERED_CHARGEBACK = "unrecovered_chargeback"
 
 
@@ -114,7 +115,8 @@ class StripeEventSeen:
 CREDITING_OUTCOMES = frozenset({"credited", "already_credited"})
 # Money taken and deliberately not credited: a payment without a purchase unless another
 # event of the same payment credited it.
-REFUSED_OUTCOMES = frozenset({"unknown_package", "missing_metadata"})
+REFUSED_OUTCOMES = frozenset({"unknown_package", "missing_metadata", "price_mismatch"})
+PRICE_MISMATCH_OUTCOME = "price_mismatch"
 STRIPE_EVENT_METADATA = "stripe_event"  # the purchase entry's metadata key naming its crediting event
 
 
@@ -527,15 +529,23 @@ class Reconciler:
             return
         purchased = self.payments.purchased_payments(sorted({r.payment_id for r in records if r.payment_id}))
         for record in records:
-            if record.payment_id not in purchased:
-                self.report.add(
-                    Finding(
-                        record.user_id or "unknown",
-                        FindingKind.PAYMENT_WITHOUT_PURCHASE,
-                        f"Stripe payment {record.payment_id} was paid but not credited ({record.outcome}, "
-                        f"event {record.event_id}): credit or refund it",
-                    )
+            if record.payment_id in purchased:
+                continue
+            if record.outcome == PRICE_MISMATCH_OUTCOME:
+                finding = Finding(
+                    record.user_id or "unknown",
+                    FindingKind.PRICE_MISMATCH,
+                    f"Stripe payment {record.payment_id} was paid at another price than its package's catalog "
+                    f"price (event {record.event_id}) and not credited: refund it",
                 )
+            else:
+                finding = Finding(
+                    record.user_id or "unknown",
+                    FindingKind.PAYMENT_WITHOUT_PURCHASE,
+                    f"Stripe payment {record.payment_id} was paid but not credited ({record.outcome}, "
+                    f"event {record.event_id}): credit or refund it",
+                )
+            self.report.add(finding)
 
 
 def purchase_problems(payments: PaymentIndex, purchases: Sequence[Entry]) -> list[tuple[Entry, str]]:
