@@ -34,7 +34,6 @@ SCAN_PAGE_ITEMS_MAX = 1_000  # Limit per Scan request (a page is also capped at 
 SCAN_QUEUE_PAGES_MAX = 8
 SCAN_PUT_WAIT_S = 0.5
 CHAIN_PAGE_ITEMS = 500
-RELATED_PAGE_ITEMS = 50  # entries read per payment id through `by-related-id`
 BATCH_GET_ROUNDS_MAX = 8
 
 _DONE = object()
