@@ -21,6 +21,7 @@ const OPS_PAGES = [
 
 let config = { mode: "dev" };
 let cleanups = [];
+let generation = 0; // bumped per render; a stale render never marks the page ready
 const main = () => document.getElementById("main");
 
 async function loadConfig() {
@@ -48,6 +49,7 @@ function renderNav(session) {
 }
 
 function signInScreen() {
+  generation += 1;
   const view = main();
   view.replaceChildren(el("h1", {}, "Sign in"));
   if (config.mode === "cognito") {
@@ -82,6 +84,8 @@ function signInScreen() {
 async function route() {
   cleanups.forEach((fn) => fn());
   cleanups = [];
+  generation += 1;
+  const mine = generation;
   const session = auth.session();
   if (!session) {
     document.getElementById("nav").hidden = true;
@@ -91,9 +95,13 @@ async function route() {
   }
   renderNav(session);
   const { path, query } = parseHash();
-  const view = main();
-  view.replaceChildren();
-  view.setAttribute("aria-busy", "true");
+  // Each visit renders into its own container: a slow page that finishes after the user moved on
+  // writes into a detached element, never into the page now shown.
+  const view = el("div", { class: "view" });
+  const holder = main();
+  holder.replaceChildren(view);
+  delete holder.dataset.ready;
+  holder.setAttribute("aria-busy", "true");
   const ctx = {
     config,
     session,
@@ -119,10 +127,10 @@ async function route() {
     }
   } catch (error) {
     view.append(notice("bad", `This page failed: ${error.message}`));
-  } finally {
-    view.removeAttribute("aria-busy");
-    view.dataset.ready = path;
   }
+  if (mine !== generation) return;
+  holder.removeAttribute("aria-busy");
+  holder.dataset.ready = path;
   const heading = view.querySelector("h1");
   if (heading) document.title = `${heading.textContent} · tokenledger console`;
 }
@@ -149,8 +157,8 @@ async function start() {
     }
   }
   window.addEventListener("hashchange", () => {
+    main().focus({ preventScroll: true }); // screen readers start at the new page; a form may take focus next
     route();
-    main().focus({ preventScroll: true });
   });
   await route();
 }

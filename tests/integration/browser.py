@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -103,16 +104,21 @@ class Browser:
     def __init__(self, chromium: str, profile: Path, *, width: int = 1200, height: int = 900) -> None:
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
-        # Chromium reads commands on fd 3 and writes answers on fd 4; the shell puts the pipes there
-        # (bash: dash cannot redirect from a descriptor above 9, which a busy pytest process has).
-        shell = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}'
-        self.process = subprocess.Popen(
-            ["bash", "-c", shell, chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"],
-            pass_fds=(to_browser_r, from_browser_w),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        # Chromium reads commands on fd 3 and writes answers on fd 4; bash puts the pipes there. They
+        # are moved to fds >= 10 first, so that neither already sits on 3 or 4 and gets overwritten.
+        to_browser_r = self._high_fd(to_browser_r)
+        from_browser_w = self._high_fd(from_browser_w)
+        shell = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-'
+        self.log_path = profile / "chromium.log"
+        command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                ["bash", "-c", shell, *command],
+                pass_fds=(to_browser_r, from_browser_w),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         os.close(to_browser_r)
         os.close(from_browser_w)
         self._next_id = 0
@@ -126,6 +132,12 @@ class Browser:
         for domain in ("Page.enable", "Runtime.enable"):
             self.send(domain)
         self.viewport(width, height)
+
+    @staticmethod
+    def _high_fd(fd: int) -> int:
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(fd)
+        return moved
 
     # ------------------------------------------------------------ protocol
     def _read(self) -> None:
@@ -242,8 +254,8 @@ class Browser:
 
     def screenshot(self, name: str) -> Path:
         """A PNG of the whole page under ARTIFACTS_DIR."""
-        ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS_DIR / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
         data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
         path.write_bytes(base64.b64decode(data))
         return path
