@@ -109,6 +109,7 @@ class Browser:
         to_browser_r = self._high_fd(to_browser_r)
         from_browser_w = self._high_fd(from_browser_w)
         shell = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w} {to_browser_r}<&- {from_browser_w}>&-'
+        profile.mkdir(parents=True, exist_ok=True)
         self.log_path = profile / "chromium.log"
         command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe"]
         with self.log_path.open("wb") as log:
