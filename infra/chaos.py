@@ -1386,9 +1386,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.1, help="chance that a DynamoDB call fails")
     parser.add_argument("--engine", choices=ENGINES, default="moto")
     parser.add_argument("--accounts", type=int, default=HOT_ACCOUNTS, help="hot accounts the clients share")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also the functions' logs and metrics (JSON lines), as Lambda's"
+    )
     args = parser.parse_args(argv)
-    os.environ["POWERTOOLS_LOG_LEVEL"] = "CRITICAL"  # every injected fault would log a stack trace
-    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"  # EMF lines on stdout would bury the report
+    # Quiet by default: every injected fault would log a stack trace, and EMF lines would bury the report.
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO" if args.verbose else "CRITICAL"
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "false" if args.verbose else "true"
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
     if args.ops < 1 or args.clients < 1 or args.accounts < 1 or not 0 <= args.fault_rate < 1:

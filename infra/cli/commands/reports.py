@@ -50,7 +50,7 @@ def print_report(report: dict[str, Any]) -> None:
     findings = report.get("inconsistencies") or []
     if findings:
         table(findings, ["user_id", "kind", "detail"])
-    totals = report.get("totals_by_type") or {}
+    totals = {kind: amount for kind, amount in (report.get("totals_by_type") or {}).items() if amount}
     if totals:
         print("totals by type: " + ", ".join(f"{kind} {amount:+d}" for kind, amount in sorted(totals.items())))
 
