@@ -119,7 +119,8 @@ ROUTE_DESCRIPTIONS: dict[str, str] = {
 # Answers whose schema says too little to build an example from.
 RESPONSE_EXAMPLES: dict[str, dict[str, Any]] = {"POST /v1/webhooks/stripe": {"200": {"received": True}}}
 
-# Realistic values for the fields of this API, by property or parameter name.
+# Realistic values for the fields of this API, by property or parameter name (redirects: on the
+# template's default CheckoutAllowedOrigins, so "Try it out" works against make run).
 FIELD_EXAMPLES: dict[str, Any] = {
     "user_id": "alice",
     "user_ids": "alice,bob",
@@ -147,8 +148,8 @@ FIELD_EXAMPLES: dict[str, Any] = {
     "snapshot_key": "reports/2026/11/24/20261124T031500Z-3f2a.snapshot.json",
     "checkout_session_id": "cs_test_a1b2c3",
     "url": "https://checkout.stripe.com/c/pay/cs_test_a1b2c3",
-    "success_url": "https://app.example.com/tokens/thanks",
-    "cancel_url": "https://app.example.com/tokens",
+    "success_url": "http://localhost:3000/checkout/complete?session_id={CHECKOUT_SESSION_ID}",
+    "cancel_url": "http://localhost:3000/checkout/cancelled",
     "kind": "balance_mismatch",
     "inconsistencies": [],
     "detail": "stored balance 80 differs from the entries' 75",
