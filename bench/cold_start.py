@@ -14,7 +14,9 @@ Logger, Tracer, pydantic, the HTTP resolver, stripe, our package, the handler mo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -28,17 +30,67 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BASE_ENV, STACK
+from bench.harness import BASE_ENV, STACK, secret_values
 from infra.template import REPO_ROOT, FunctionSpec
 
 FLOOR = "boto3"
 _TIMER = """
 import time
-_t0 = time.perf_counter()
+_t0 = time.perf_counter(); _c0 = time.process_time()
 {body}
-_ms = (time.perf_counter() - _t0) * 1000
+_ms = (time.perf_counter() - _t0) * 1000; _cpu = (time.process_time() - _c0) * 1000
 import json, sys
-print(json.dumps({{"ms": _ms, "modules": sorted(sys.modules)}}))
+_out = {{"ms": _ms, "cpu_ms": _cpu, "modules": sorted(sys.modules)}}
+{after}
+print(json.dumps(_out))
+"""
+# After the import: the first request (the resolver's first-route work happens here, not at
+# import), then, for the warm figures, more requests through the same module, each timed with
+# the time spent inside DynamoDB calls (botocore's `_make_api_call`) apart.
+_AFTER_IMPORT = """
+import os, uuid
+_spec = json.loads(open(os.environ["BENCH_REQUESTS"]).read())
+_handler = getattr(app, _spec["handler"])
+
+class _Context:
+    function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "bench")
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + function_name
+    memory_limit_in_mb = 512
+    aws_request_id = "bench"
+    log_group_name = "/aws/lambda/bench"
+    log_stream_name = "bench"
+    def get_remaining_time_in_millis(self):
+        return 10000
+
+def _call(event):
+    event = json.loads(json.dumps(event))
+    if "idempotency-key" in event.get("headers", {}):
+        event["headers"]["idempotency-key"] = "bench-" + uuid.uuid4().hex
+    t0 = time.perf_counter(); c0 = time.process_time()
+    reply = _handler(event, _Context())
+    return (time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1000, reply
+
+if _spec.get("first") is not None:
+    _ms, _cpu, _reply = _call(_spec["first"])
+    _out.update(first_ms=_ms, first_cpu_ms=_cpu, first_status=_reply.get("statusCode"))
+if _spec.get("warm"):
+    import botocore.client
+    _in_aws = [0.0]
+    _make = botocore.client.BaseClient._make_api_call
+    def _timed(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return _make(self, *args, **kwargs)
+        finally:
+            _in_aws[0] += time.perf_counter() - t0
+    botocore.client.BaseClient._make_api_call = _timed
+    _warm = []
+    for _ in range(_spec["warm"]):
+        _in_aws[0] = 0.0
+        _ms, _cpu, _reply = _call(_spec["warm_event"])
+        _warm.append([_ms, _ms - _in_aws[0] * 1000, _reply.get("statusCode")])
+    _out["warm"] = _warm
 """
 FLOOR_BODY = "import boto3\nboto3.client('dynamodb')"
 HANDLER_BODY = "import app"
@@ -47,9 +99,9 @@ PIP_TIMEOUT_S = 300
 
 
 def _layer_path() -> list[str]:
-    """The natively installed layer, when `measure` could install it (else the venv's packages)."""
+    """The layer built for this machine (`layer_dir`), when it could be built, else the sources."""
     layer = os.environ.get("BENCH_COLD_START_LAYER")
-    return [layer] if layer else []
+    return [layer] if layer else [str(REPO_ROOT / "shared")]
 
 
 def _python() -> list[str]:
@@ -63,7 +115,7 @@ def _env(spec: FunctionSpec | None) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if "BENCH_COLD_START_ENDPOINT" in os.environ:
         env["AWS_ENDPOINT_URL"] = os.environ["BENCH_COLD_START_ENDPOINT"]
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "shared"), *_layer_path()])
+    env["PYTHONPATH"] = os.pathsep.join(_layer_path())
     if spec is not None:
         env.update(spec.environment)
         env.update(
@@ -76,44 +128,53 @@ def _env(spec: FunctionSpec | None) -> dict[str, str]:
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
             }
         )
-        env["PYTHONPATH"] = os.pathsep.join([str(spec.code_dir), str(REPO_ROOT / "shared"), *_layer_path()])
+        env["PYTHONPATH"] = os.pathsep.join([str(spec.code_dir), *_layer_path()])
     return env
 
 
-def _sample(spec: FunctionSpec | None) -> tuple[float, list[str]]:
-    """Milliseconds to import, and the modules loaded by then (which steps the breakdown needs)."""
+def _sample(spec: FunctionSpec | None, requests: Path | None = None) -> dict[str, Any]:
+    """One fresh interpreter: import wall and CPU ms, modules loaded, and the requests' figures."""
     body = FLOOR_BODY if spec is None else HANDLER_BODY
+    after = _AFTER_IMPORT if spec is not None and requests is not None else ""
     cwd = str(spec.code_dir) if spec is not None else str(REPO_ROOT)
+    env = _env(spec)
+    if after:
+        env["BENCH_REQUESTS"] = str(requests)
     done = subprocess.run(
-        [*_python(), "-c", _TIMER.format(body=body)],
-        env=_env(spec),
+        [*_python(), "-c", _TIMER.format(body=body, after=after)],
+        env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip()[-800:])
     import json
 
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(figures["ms"]), list(figures["modules"])
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
 
 
-def measure(*, runs: int, breakdown_runs: int) -> dict[str, Any]:
+def measure(*, runs: int, breakdown_runs: int, warm_requests: int = 200) -> dict[str, Any]:
     """Median import time per handler and of the floor, sampled interleaved.
 
     Some handlers call AWS while they import (e.g. DescribeTable); a moto server on this
     machine answers them, so those calls cost a local round trip here, a real one on AWS.
     """
     layer, how = layer_dir("native")
-    with _moto_server() as endpoint:
+    with _moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="bench-requests-") as scratch:
         os.environ["BENCH_COLD_START_ENDPOINT"] = endpoint
         if layer is not None:
             os.environ["BENCH_COLD_START_LAYER"] = str(layer)
         try:
-            figures = _measure(runs=runs, breakdown_runs=breakdown_runs)
+            requests = write_requests(Path(scratch), endpoint, warm_requests=warm_requests)
+            specs = _code_as_deployed(Path(scratch))
+            figures = _measure(specs, runs=runs, breakdown_runs=breakdown_runs, requests=requests)
+            if layer is not None:
+                os.environ["BENCH_COLD_START_LAYER"] = str(without_bytecode(layer))
+                figures["_without_bytecode"] = _measure_without_bytecode(specs, runs=runs, requests=requests)
         finally:
             os.environ.pop("BENCH_COLD_START_ENDPOINT", None)
             os.environ.pop("BENCH_COLD_START_LAYER", None)
@@ -122,6 +183,78 @@ def measure(*, runs: int, breakdown_runs: int) -> dict[str, Any]:
         "python": platform.python_version(),
     }
     return figures
+
+
+# ---------------------------------------------------------------------- the first request
+BENCH_USER = "bench-cold-user"
+COMMITMENT_ROUTE = ("POST", "/v1/commitments")
+COMMITMENT_BODY = {"prediction_id": "bench-prediction", "amount": 1}
+
+
+def first_request(spec: FunctionSpec) -> dict[str, Any] | None:
+    """The event of this function's first request: a commitment for the writes function, else
+    its first GET route (its first route if it has none), as an admin caller (so admin routes
+    run their code). Path parameters are filled with the bench user; a POST other than the
+    commitment sends `{}`, which still builds and runs the route's validation (a 422).
+    Functions without an HTTP route (triggers, schedules) have none.
+    """
+    from infra.events import http_event
+
+    routes = [r for r in STACK.routes() if r.function == spec.logical_id]
+    if not routes:
+        return None
+    by_key = {(r.method, r.path): r for r in routes}
+    route = by_key.get(COMMITMENT_ROUTE) or next((r for r in routes if r.method == "GET"), routes[0])
+    path = route.path
+    params: dict[str, str] = {}
+    while "{" in path:
+        name = path[path.index("{") + 1 : path.index("}")]
+        params[name.rstrip("+")] = BENCH_USER
+        path = path.replace("{" + name + "}", BENCH_USER, 1)
+    headers = {"content-type": "application/json", "idempotency-key": "replaced-per-request"}
+    body = None
+    if route.method in ("POST", "PUT", "PATCH"):
+        body = json.dumps(COMMITMENT_BODY if (route.method, route.path) == COMMITMENT_ROUTE else {})
+    claims = {"sub": BENCH_USER, "cognito:groups": "[admin]"} if route.authorized else None
+    event = http_event(route, path=path, path_parameters=params, headers=headers, body=body, claims=claims)
+    return {"route": route.route_key, "event": event}
+
+
+def write_requests(scratch: Path, endpoint: str, *, warm_requests: int) -> dict[str, Path]:
+    """One JSON file per function: its first request, and for the writes function the warm loop."""
+    _open_bench_account(endpoint)
+    out: dict[str, Path] = {}
+    for name, spec in STACK.functions().items():
+        first = first_request(spec)
+        if first is None:
+            continue
+        plan: dict[str, Any] = {"handler": spec.handler_function, "route": first["route"], "first": first["event"]}
+        path = scratch / f"{name}.json"
+        path.write_text(json.dumps(plan))
+        out[name] = path
+        if first["route"] == " ".join(COMMITMENT_ROUTE):
+            warm = scratch / f"{name}-warm.json"
+            warm.write_text(json.dumps({**plan, "warm": warm_requests, "warm_event": first["event"]}))
+            out[WARM_KEY] = warm
+            out[WARM_KEY + ":function"] = Path(name)
+    return out
+
+
+WARM_KEY = "_warm_commitment"
+
+
+def _open_bench_account(endpoint: str) -> None:
+    """The bench user's account, with tokens for every commitment the samples make."""
+    from infra.world import environment_variable
+    from tokenledger.config import build_ledger_from_env
+    from tokenledger.service.admin import AdminOperations
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(environment_variable("AWS_ENDPOINT_URL", endpoint))
+        for key, value in {**BASE_ENV, **STACK.environment()}.items():
+            if key not in os.environ:
+                stack.enter_context(environment_variable(key, value))
+        AdminOperations(build_ledger_from_env()).open_account(BENCH_USER, welcome_grant_tokens=1_000_000)
 
 
 @contextlib.contextmanager
@@ -143,44 +276,123 @@ def _moto_server() -> Iterator[str]:
         )
         create_tables(STACK, session.client("dynamodb", endpoint_url=endpoint))
         create_buckets(STACK, session.client("s3", endpoint_url=endpoint))
-        create_secrets(STACK, session.client("secretsmanager", endpoint_url=endpoint), {})
+        create_secrets(STACK, session.client("secretsmanager", endpoint_url=endpoint), secret_values())
         yield endpoint
     finally:
         server.stop()
 
 
-def _measure(*, runs: int, breakdown_runs: int) -> dict[str, Any]:
-    specs = STACK.functions()
-    samples: dict[str, list[float]] = defaultdict(list)
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 1)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 1)
+
+
+def _code_as_deployed(scratch: Path) -> dict[str, FunctionSpec]:
+    """Each function's code folder copied without bytecode, as SAM packages it (so .pyc files
+    left by the tests in the working tree do not make the handler modules look cheaper)."""
+    specs = {}
+    for name, spec in STACK.functions().items():
+        code = scratch / "code" / name
+        shutil.copytree(spec.code_dir, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        specs[name] = dataclasses.replace(spec, code_dir=code)
+    return specs
+
+
+def _measure_without_bytecode(
+    specs: dict[str, FunctionSpec], *, runs: int, requests: dict[str, Path]
+) -> dict[str, Any]:
+    """The floor and the writes function again, from a layer without bytecode (SAM's own builder)."""
+    name = str(requests[WARM_KEY + ":function"]) if WARM_KEY + ":function" in requests else next(iter(specs))
+    floor: list[float] = []
+    handler: list[float] = []
+    for _ in range(runs):
+        floor.append(_sample(None)["cpu_ms"])
+        handler.append(_sample(specs[name])["cpu_ms"])
+    return {"function": name, "floor_cpu_ms_median": _median(floor), "import_cpu_ms_median": _median(handler)}
+
+
+def _measure(
+    specs: dict[str, FunctionSpec], *, runs: int, breakdown_runs: int, requests: dict[str, Path]
+) -> dict[str, Any]:
+    samples: dict[str, list[dict[str, Any]]] = defaultdict(list)
     modules: dict[str, list[str]] = {}
     errors: dict[str, str] = {}
     for _ in range(runs):
-        samples[FLOOR].append(_sample(None)[0])
+        samples[FLOOR].append(_sample(None))
         for name, spec in specs.items():
             if name in errors:
                 continue
             try:
-                ms, modules[name] = _sample(spec)
+                figures = _sample(spec, requests.get(name))
             except RuntimeError as failure:
                 errors[name] = str(failure)
                 continue
-            samples[name].append(ms)
-    floor_ms = statistics.median(samples[FLOOR])
+            modules[name] = figures.pop("modules")
+            samples[name].append(figures)
+    floor_ms = statistics.median(s["ms"] for s in samples[FLOOR])
+    floor_cpu = statistics.median(s["cpu_ms"] for s in samples[FLOOR])
     out: dict[str, Any] = {
-        FLOOR: {"import_ms_median": round(floor_ms, 1), "ratio_to_boto3": 1.0, "samples": len(samples[FLOOR])}
+        FLOOR: {
+            "import_ms_median": round(floor_ms, 1),
+            "import_cpu_ms_median": round(floor_cpu, 1),
+            "ratio_to_boto3": 1.0,
+            "cpu_ratio_to_boto3": 1.0,
+            "samples": len(samples[FLOOR]),
+        }
     }
-    for name in specs:
+    for name, spec in specs.items():
         if name in errors:
             out[name] = {"error": errors[name]}
             continue
-        median = statistics.median(samples[name])
-        out[name] = {
+        taken = samples[name]
+        median = statistics.median(s["ms"] for s in taken)
+        cpu = statistics.median(s["cpu_ms"] for s in taken)
+        row: dict[str, Any] = {
             "import_ms_median": round(median, 1),
+            "import_cpu_ms_median": round(cpu, 1),
             "ratio_to_boto3": round(median / floor_ms, 2),
-            "samples": len(samples[name]),
-            "breakdown": breakdown(specs[name], modules[name], runs=breakdown_runs),
+            "cpu_ratio_to_boto3": round(cpu / floor_cpu, 2),
+            "samples": len(taken),
         }
+        if all("first_ms" in s for s in taken):
+            row["first_request"] = {
+                "route": json.loads(requests[name].read_text())["route"],
+                "status": taken[-1]["first_status"],
+                "ms_median": _median([s["first_ms"] for s in taken]),
+                "cpu_ms_median": _median([s["first_cpu_ms"] for s in taken]),
+            }
+            row["import_and_first_ratio_to_boto3"] = round(
+                statistics.median(s["ms"] + s["first_ms"] for s in taken) / floor_ms, 2
+            )
+        row["breakdown"] = breakdown(spec, modules[name], runs=breakdown_runs)
+        out[name] = row
+    if WARM_KEY in requests:
+        out[WARM_KEY] = warm_commitment(specs[str(requests[WARM_KEY + ":function"])], requests[WARM_KEY])
     return out
+
+
+def warm_commitment(spec: FunctionSpec, plan: Path) -> dict[str, Any]:
+    """p50/p99 of commitments through the real handler of a warm environment (after its first)."""
+    try:
+        figures = _sample(spec, plan)
+    except RuntimeError as failure:
+        return {"error": str(failure)}
+    warm = figures["warm"]
+    total = [w[0] for w in warm]
+    ours = [w[1] for w in warm]
+    return {
+        "function": spec.logical_id,
+        "requests": len(warm),
+        "statuses": sorted({w[2] for w in warm}),
+        "p50_ms": _percentile(total, 0.50),
+        "p99_ms": _percentile(total, 0.99),
+        "outside_dynamodb_p50_ms": _percentile(ours, 0.50),
+        "outside_dynamodb_p99_ms": _percentile(ours, 0.99),
+    }
 
 
 # What a handler's import is made of, in the order a handler pays for it. Each step is timed
@@ -253,53 +465,87 @@ def breakdown(spec: FunctionSpec, modules: list[str], *, runs: int) -> list[dict
     return [{"step": label, "ms": round(statistics.median(samples[label]), 1)} for label in labels]
 
 
-# ---------------------------------------------------------------------- deployment size
-def _tree_bytes(path: Path) -> int:
+# ---------------------------------------------------------------------- the layer
+def _tree_bytes(path: Path, *, bytecode: bool = True) -> int:
     return sum(
-        f.stat().st_size for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"
+        f.stat().st_size
+        for f in path.rglob("*")
+        if f.is_file() and (bytecode or ("__pycache__" not in f.parts and f.suffix != ".pyc"))
     )
+
+
+LAYER_RECIPE = REPO_ROOT / "shared" / "Makefile"
 
 
 def layer_dir(target_platform: str = "arm64") -> tuple[Path | None, str]:
-    """The layer's dependencies installed with `pip install --target`, once, cached in .cache/.
+    """The SharedLayer built by its own recipe (`shared/Makefile`, as `sam build` does), cached.
 
-    `arm64`: the wheels SAM would ship for arm64/python3.12 (for the size). `native`: wheels
-    for this interpreter (for the import timings: the layer alone on the path, as in Lambda,
-    not the development virtualenv with its extra packages).
+    `arm64`: the wheels SAM ships for arm64/python3.12 (for the size). `native`: wheels for
+    this interpreter, compiled by it (for the import timings: the layer alone on the path, as
+    in Lambda, not the development virtualenv with its extra packages). The dependencies are
+    cached by the recipe and requirements; tokenledger is copied and compiled afresh each
+    time, so the figures are of the code as it is. Returns the folder that goes on sys.path.
     """
     requirements = REPO_ROOT / "shared" / "requirements.txt"
-    digest = hashlib.sha256(requirements.read_bytes() + target_platform.encode()).hexdigest()[:16]
-    target = LAYER_CACHE / f"{target_platform}-{digest}"
-    if (target / ".complete").is_file():
-        return target, (target / ".complete").read_text().strip() + " (cached)"
-    LAYER_CACHE.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="layer-", dir=LAYER_CACHE))
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(work)]
+    key = requirements.read_bytes() + LAYER_RECIPE.read_bytes() + target_platform.encode() + sys.version.encode()
+    target = LAYER_CACHE / f"{target_platform}-{hashlib.sha256(key).hexdigest()[:16]}"
     how = f"wheels for this interpreter (Python {sys.version_info.major}.{sys.version_info.minor})"
     if target_platform == "arm64":
         how = "arm64 manylinux wheels for cp312"
-        command += ["--platform", "manylinux2014_aarch64", "--implementation", "cp"]
-        command += ["--python-version", "3.12", "--only-binary=:all:"]
-    done = subprocess.run(
-        [*command, "-r", str(requirements)], check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S
-    )
-    if done.returncode != 0:
-        shutil.rmtree(work, ignore_errors=True)
-        return None, "pip install failed: " + done.stderr.strip()[-300:]
-    (work / ".complete").write_text(how + "\n")
-    if target.exists():
-        shutil.rmtree(work, ignore_errors=True)
+    how += ", with bytecode (shared/Makefile)"
+    if not (target / ".complete").is_file():
+        LAYER_CACHE.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="layer-", dir=LAYER_CACHE))
+        command = ["make", "--no-print-directory", "-C", str(LAYER_RECIPE.parent), "build-SharedLayer"]
+        command += [f"ARTIFACTS_DIR={work}", f"PYTHON={sys.executable}"]
+        if target_platform == "native":
+            command.append("PIP_PLATFORM=")
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        if done.returncode != 0:
+            shutil.rmtree(work, ignore_errors=True)
+            return None, "layer build failed: " + (done.stderr or done.stdout).strip()[-300:]
+        (work / ".complete").write_text(how + "\n")
+        if target.exists():
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            work.rename(target)
     else:
-        work.rename(target)
-    return target, how
+        how += " (dependencies cached)"
+    python = target / "python"
+    _refresh_tokenledger(python)
+    return python, how
+
+
+def _refresh_tokenledger(python: Path) -> None:
+    """tokenledger as it is now, compiled the way the recipe compiles it."""
+    import compileall
+    import py_compile
+
+    ours = python / "tokenledger"
+    shutil.rmtree(ours, ignore_errors=True)
+    shutil.copytree(REPO_ROOT / "shared" / "tokenledger", ours, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    compileall.compile_dir(
+        str(ours),
+        quiet=1,
+        stripdir=str(python),
+        prependdir="/opt/python",
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+
+
+def without_bytecode(layer: Path) -> Path:
+    """A copy of the layer without .pyc files: what SAM's own Python builder would ship."""
+    bare = layer.parent / "no-bytecode"
+    shutil.rmtree(bare, ignore_errors=True)
+    shutil.copytree(layer, bare, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return bare
 
 
 def deployment_sizes() -> dict[str, Any]:
     layer, how = layer_dir()
     out: dict[str, Any] = {"functions": {}}
-    package_bytes = _tree_bytes(REPO_ROOT / "shared" / "tokenledger")
     if layer is not None:
-        dependencies = _tree_bytes(layer)
+        total = _tree_bytes(layer)
         per_package: dict[str, int] = defaultdict(int)
         for child in layer.iterdir():
             if child.name.startswith("."):
@@ -307,16 +553,17 @@ def deployment_sizes() -> dict[str, Any]:
             key = child.name.split("-")[0].split(".")[0].lower()
             per_package[key] += _tree_bytes(child) if child.is_dir() else child.stat().st_size
         out["layer"] = {
-            "bytes": dependencies + package_bytes,
-            "mb": round((dependencies + package_bytes) / 2**20, 1),
-            "tokenledger_kb": round(package_bytes / 1024, 1),
+            "bytes": total,
+            "mb": round(total / 2**20, 1),
+            "mb_without_bytecode": round(_tree_bytes(layer, bytecode=False) / 2**20, 1),
+            "tokenledger_kb": round(_tree_bytes(layer / "tokenledger") / 1024, 1),
             "largest": dict(sorted(per_package.items(), key=lambda kv: kv[1], reverse=True)[:6]),
             "how": how,
         }
     else:
         out["layer"] = {"error": how}
     for name, spec in STACK.functions().items():
-        size = _tree_bytes(spec.code_dir)
+        size = _tree_bytes(spec.code_dir, bytecode=False)
         with_layer = (size + out["layer"].get("bytes", 0)) / 2**20
         out["functions"][name] = {"code_bytes": size, "with_layer_mb": round(with_layer, 1)}
     return out

@@ -83,7 +83,9 @@ def contention_section(quick: bool) -> list[dict[str, Any]]:
 def cold_start_section(quick: bool) -> dict[str, Any]:
     from bench import cold_start
 
-    figures = cold_start.measure(runs=2 if quick else 4, breakdown_runs=1 if quick else 2)
+    figures = cold_start.measure(
+        runs=2 if quick else 6, breakdown_runs=1 if quick else 2, warm_requests=30 if quick else 200
+    )
     return {"import": figures, "deployment": cold_start.deployment_sizes()}
 
 
@@ -129,11 +131,19 @@ def assemble(measured: dict[str, Any], quick: bool) -> dict[str, Any]:
     if cold:
         figures = dict(cold["import"])
         results["cold_start_method"] = figures.pop("_path", None)
+        results["warm_commitment"] = figures.pop(cold_start_warm_key(), None)
+        results["without_bytecode"] = figures.pop("_without_bytecode", None)
         results["cold_start"] = figures
         results["deployment"] = cold["deployment"]
     if "audit" in measured:
         results["audit"] = measured["audit"]
     return results
+
+
+def cold_start_warm_key() -> str:
+    from bench.cold_start import WARM_KEY
+
+    return WARM_KEY
 
 
 def _engine_view(figures: dict[str, Any]) -> dict[str, Any]:
@@ -301,29 +311,65 @@ def render(results: dict[str, Any]) -> str:
         for name, f in cold.items():
             size = deployment.get("functions", {}).get(name, {})
             if "error" in f:
-                rows.append([name, "error", "", "", f["error"][-120:]])
+                rows.append([name, "error", "", "", "", "", "", "", f["error"][-120:]])
                 continue
+            first = f.get("first_request") or {}
             parts = ", ".join(f"{s['step'].split(' (')[0]} {s['ms']:g}" for s in f.get("breakdown", [])[1:])
             rows.append(
                 [
                     name,
+                    f["import_cpu_ms_median"],
+                    f["cpu_ratio_to_boto3"],
                     f["import_ms_median"],
                     f["ratio_to_boto3"],
+                    f"{first['route']} {first['status']}: {first['cpu_ms_median']:g} / {first['ms_median']:g}"
+                    if first
+                    else "-",
+                    f.get("import_and_first_ratio_to_boto3"),
                     f"{size.get('code_bytes', '')} B + layer = {size.get('with_layer_mb', '')} MB" if size else "",
                     parts,
                 ]
             )
         out.append(
             table(
-                "Cold start (import in a fresh process, median; ratio to import boto3 + one client)",
-                ["function", "import ms", "ratio", "deployment", "beyond the floor, ms per step"],
+                "Cold start (import in a fresh process, median; ratio to import boto3 + one DynamoDB client)",
+                [
+                    "function",
+                    "CPU ms",
+                    "CPU ratio",
+                    "wall ms",
+                    "wall ratio",
+                    "first request: CPU / wall ms",
+                    "import+first wall ratio",
+                    "deployment",
+                    "beyond the floor, wall ms per step",
+                ],
                 rows,
             )
         )
+        warm = results.get("warm_commitment")
+        if warm and "error" not in warm:
+            out.append(
+                f"Warm commitment through {warm['function']}'s handler, {warm['requests']} requests "
+                f"(statuses {warm['statuses']}): p50 {warm['p50_ms']} ms, p99 {warm['p99_ms']} ms; "
+                f"outside DynamoDB calls p50 {warm['outside_dynamodb_p50_ms']} ms, "
+                f"p99 {warm['outside_dynamodb_p99_ms']} ms"
+            )
+        elif warm:
+            out.append(f"Warm commitment: error {warm['error'][-200:]}")
+        bare = results.get("without_bytecode")
+        if bare:
+            floor_cpu = cold.get("boto3", {}).get("import_cpu_ms_median") or 0
+            out.append(
+                f"Without bytecode in the layer (SAM's Python builder): floor {bare['floor_cpu_ms_median']} CPU ms, "
+                f"{bare['function']} {bare['import_cpu_ms_median']} CPU ms"
+                + (f" = {bare['import_cpu_ms_median'] / floor_cpu:.2f}x the floor with bytecode" if floor_cpu else "")
+            )
         layer = deployment.get("layer", {})
         if layer:
             out.append(
-                f"Layer: {layer.get('mb')} MB ({layer.get('how', layer.get('error'))}); largest: "
+                f"Layer: {layer.get('mb')} MB, {layer.get('mb_without_bytecode')} MB without bytecode "
+                f"({layer.get('how', layer.get('error'))}); largest: "
                 + ", ".join(f"{k} {v / 2**20:.1f} MB" for k, v in layer.get("largest", {}).items())
             )
     audit = results.get("audit")

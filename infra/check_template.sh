@@ -40,7 +40,7 @@ tool_venv() {
     echo "$venv/bin"
 }
 
-# `sam build` runs pip with the runtime's Python (BuildMethod python3.12): find one.
+# `sam build` runs shared/Makefile, which installs and compiles the layer with python3.12: find one.
 find_python312() {
     if command -v python3.12 >/dev/null 2>&1 && python3.12 -c "" >/dev/null 2>&1; then
         dirname "$(command -v python3.12)"

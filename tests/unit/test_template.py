@@ -224,9 +224,16 @@ def test_shared_layer_builds_for_the_functions_runtime_and_architecture() -> Non
     layer = RESOURCES["SharedLayer"]
     assert layer["Properties"]["ContentUri"] == "shared/"
     assert (REPO_ROOT / "shared" / "requirements.txt").is_file()
-    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    # shared/Makefile builds it: arm64 wheels plus bytecode for the functions' Python (SAM's
+    # python builder would ship no .pyc, and every cold start would compile the layer).
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    recipe = (REPO_ROOT / "shared" / "Makefile").read_text(encoding="utf-8")
+    assert "build-SharedLayer:" in recipe
+    assert "--platform manylinux2014_aarch64" in recipe
+    assert "compileall" in recipe
     assert GLOBAL_FUNCTION["Layers"] == [{"Ref": "SharedLayer"}]
     runtimes = {str(effective(f, "Runtime")) for f in FUNCTIONS}
+    assert {f"PYTHON ?= {runtime}" for runtime in runtimes} <= set(recipe.splitlines()), "bytecode is per Python"
     assert runtimes <= set(layer["Properties"]["CompatibleRuntimes"])
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
