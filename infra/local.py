@@ -20,7 +20,9 @@ server), creating the template's resources that are missing.
 
 Also served: ``/console`` (the web console, ``infra.console``; docs/console.md),
 ``/docs`` (Swagger UI, from the pinned npm package swagger-ui-dist),
-``/openapi.json`` (generated from the handlers), ``/healthz``.
+``/openapi.json`` (generated from the handlers), ``/healthz``, and ``/_local/events`` (the
+event bus as the entries stream's publisher fills it, for ``tokenledger events --follow``;
+``infra.local_events``, docs/events.md).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from infra import checkout_local, console, devauth, swagger_ui
+from infra import checkout_local, console, devauth, local_events, swagger_ui
 from infra.cli import CliError
 from infra.dynamodb_local import DynamoDBLocalUnavailable
 from infra.template import LOCAL_REGION, REPO_ROOT, Route, Stack
@@ -115,6 +117,7 @@ class LocalStack:
         self.swagger_dir: Path | None = None
         self.swagger_error: str | None = None
         self.console: console.ConsoleSite | None = None
+        self.events: local_events.LocalEvents | None = None
         self.ready = threading.Event()
         self.external_dynamodb: str | None = None
 
@@ -148,6 +151,9 @@ class LocalStack:
         create_secrets(self.stack, boto3.client("secretsmanager", region_name=LOCAL_REGION), secret_values)
         create_event_buses(self.stack, boto3.client("events", region_name=LOCAL_REGION))
         self.api = LocalApi(self.stack)
+        # The entries stream feeds the events publisher; stopped before the engines above go.
+        self.events = local_events.LocalEvents(self.stack, self.engine).start()
+        self._exit.callback(self.events.stop)
         self._docs()
         self.console = console.ConsoleSite(self)
         return self
@@ -307,6 +313,11 @@ class _Handler(BaseHTTPRequestHandler):
         if local.checkout is not None and path.startswith(checkout_local.PATH_PREFIXES):
             page = local.checkout.handle(method, path, query_string, dict(self.headers.items()), raw)
             return self._send(page.status, page.body, page.content_type, page.headers)
+        if method == "GET" and path == local_events.EVENTS_PATH and local.events is not None:
+            status, body = local.events.respond(dict(parse_qsl(query_string)), self.headers.get("authorization"))
+            if status != 200:
+                return self._send_json(status, problem_body(status, body["code"], body["detail"]))
+            return self._send_json(status, body, "application/json")
         if method == "GET":
             if path in ("/", "/docs/"):
                 return self._send(302, b"", "text/plain", {"location": "/docs"})

@@ -122,6 +122,7 @@ class StreamsApiReader:
         self.streams = streams
         self.stream_arn: str | None = None
         self.iterators: dict[str, str | None] = {}  # shard id -> next iterator (None: closed, done)
+        self.last_sequence: dict[str, str] = {}  # shard id -> sequence number of the last record read
         self.refreshed = 0.0
 
     def _refresh(self) -> None:
@@ -143,9 +144,7 @@ class StreamsApiReader:
         for shard in shards:  # parents are listed before children: read in that order
             if shard["ShardId"] in known:
                 continue
-            self.iterators[shard["ShardId"]] = self.streams.get_shard_iterator(
-                StreamArn=self.stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
+            self.iterators[shard["ShardId"]] = self._iterator(shard["ShardId"])
         self.refreshed = time.monotonic()
 
     def read(self) -> list[dict[str, Any]]:
@@ -155,10 +154,30 @@ class StreamsApiReader:
         for shard_id, iterator in list(self.iterators.items()):
             if iterator is None:
                 continue
-            answer = self.streams.get_records(ShardIterator=iterator, Limit=RECORDS_PER_READ_MAX)
+            try:
+                answer = self.streams.get_records(ShardIterator=iterator, Limit=RECORDS_PER_READ_MAX)
+            except (
+                self.streams.exceptions.TrimmedDataAccessException,
+                self.streams.exceptions.ExpiredIteratorException,
+            ):
+                # DynamoDB Local answers an iterator taken on an empty shard this way once records
+                # arrive; and iterators expire after 15 minutes. Take a new one after the last record read.
+                self.iterators[shard_id] = self._iterator(shard_id)
+                continue
             self.iterators[shard_id] = answer.get("NextShardIterator")
-            records += [{**_plain_time(r), "eventSourceARN": self.stream_arn} for r in answer.get("Records", [])]
+            found = answer.get("Records", [])
+            if found:
+                self.last_sequence[shard_id] = found[-1]["dynamodb"]["SequenceNumber"]
+            records += [{**_plain_time(r), "eventSourceARN": self.stream_arn} for r in found]
         return records
+
+    def _iterator(self, shard_id: str) -> str:
+        last = self.last_sequence.get(shard_id)
+        position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last} if last else {}
+        iterator: str = self.streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=shard_id, **(position or {"ShardIteratorType": "TRIM_HORIZON"})
+        )["ShardIterator"]
+        return iterator
 
 
 def reader_for(engine: str, table_name: str) -> MotoStreamReader | StreamsApiReader:

@@ -1,0 +1,87 @@
+"""Outbound events in the local stack: the stream consumer running, and ``GET /_local/events`` to follow the bus.
+
+The template's stream event source mappings run in the background (``infra.streams``): on
+DynamoDB Local from its real DynamoDB Streams, on moto from moto's stream records. The
+publisher function puts events on the template's bus in moto, tapped by ``infra.bus``.
+``tokenledger events --follow`` long-polls::
+
+    GET /_local/events?after=<position>&wait=<seconds>&user_id=<id>&detail_type=<type>
+    -> {"events": [<EventBridge envelope>...], "next": <position>}
+
+``after=now`` starts at the end (only what comes next); no ``after``: every event kept.
+Admin only (a development token in the ``admin`` group): events carry every user's entries.
+Not an API route: it exists only in the local stack (docs/events.md).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from infra import devauth
+from infra.bus import BUS_LOG, install_bus_tap
+from infra.streams import StreamMapping, start_mappings
+from infra.template import Stack
+
+EVENTS_PATH = "/_local/events"
+WAIT_S_MAX = 20.0
+FILTER_CHARS_MAX = 128
+ADMIN_GROUP = "admin"
+
+
+class LocalEvents:
+    """The stack's stream consumers and its followable bus."""
+
+    def __init__(self, stack: Stack, engine: str) -> None:
+        self.stack = stack
+        self.engine = engine
+        self.mappings: list[StreamMapping] = []
+        self.followable = engine != "endpoint"  # the tap sees moto's bus only
+
+    def start(self) -> LocalEvents:
+        if self.followable:
+            install_bus_tap()
+        reader_engine = "moto" if self.engine == "moto" else "streams-api"
+        self.mappings = start_mappings(self.stack, reader_engine, log=lambda line: print(line, file=sys.stderr))
+        return self
+
+    def stop(self) -> None:
+        for mapping in self.mappings:
+            mapping.stop()
+
+    def respond(self, query: Mapping[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        """(status, body) of `GET /_local/events`; problems as (status, problem fields)."""
+        try:
+            claims = devauth.verify(devauth.bearer_token(authorization))
+        except devauth.InvalidToken as refused:
+            return 401, {"code": "unauthorized", "detail": str(refused)}
+        if ADMIN_GROUP not in (claims.get(devauth.GROUPS_CLAIM) or []):
+            return 403, {"code": "forbidden", "detail": "following the bus is for the admin group"}
+        if not self.followable:
+            return 404, {"code": "not_found", "detail": "the bus of --engine endpoint is not followable here"}
+        raw_after = query.get("after", "0")
+        raw_wait = query.get("wait", "0")
+        user = query.get("user_id")
+        detail_type = query.get("detail_type")
+        if raw_after == "now":
+            after = BUS_LOG.end
+        elif re.fullmatch(r"[0-9]{1,12}", raw_after):
+            after = int(raw_after)
+        else:
+            return 422, {"code": "validation_error", "detail": "after must be a position (0..) or now"}
+        if not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3})?", raw_wait):
+            return 422, {"code": "validation_error", "detail": f"wait must be seconds, 0..{WAIT_S_MAX:.0f}"}
+        wait = min(float(raw_wait), WAIT_S_MAX)
+        for name, value in (("user_id", user), ("detail_type", detail_type)):
+            if value is not None and not 0 < len(value) <= FILTER_CHARS_MAX:
+                return 422, {"code": "validation_error", "detail": f"{name} must be 1..{FILTER_CHARS_MAX} characters"}
+
+        def accept(event: dict[str, Any]) -> bool:
+            if detail_type is not None and event.get("detail-type") != detail_type:
+                return False
+            return user is None or (event.get("detail") or {}).get("user_id") == user
+
+        events, end = BUS_LOG.since(after, wait_s=wait, accept=accept)
+        return 200, {"events": events, "next": end}
