@@ -22,7 +22,6 @@ import html
 import json
 import os
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,9 +46,12 @@ class Page:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# The fake's key: Stripe's shape, known to everyone, good only against the fake on this machine.
+LOCAL_API_KEY = "sk_test_tokenledger_local_fake_stripe"
+
+
 def local_api_key() -> str:
-    """A key of the shape Stripe's SDK expects, good only against the fake."""
-    return f"sk_test_local_{secrets.token_hex(12)}"
+    return LOCAL_API_KEY
 
 
 def real_api_key() -> str | None:

@@ -58,6 +58,61 @@ def checkout_completed_event(
     }
 
 
+def _event(kind: str, obj: dict[str, Any], *, now: int | None = None) -> dict[str, Any]:
+    return {
+        "id": f"evt_{secrets.token_hex(12)}",
+        "object": "event",
+        "api_version": STRIPE_API_VERSION,
+        "created": int(now if now is not None else time.time()),
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": kind,
+        "data": {"object": obj},
+    }
+
+
+def _charge_id(payment_id: str) -> str:
+    return "ch_" + payment_id.removeprefix("pi_")
+
+
+def charge_refunded_event(payment_id: str, *, amount: int, amount_refunded: int) -> dict[str, Any]:
+    """`charge.refunded` for the charge of a payment: `amount_refunded` is cumulative, as Stripe sends it."""
+    charge = {
+        "id": _charge_id(payment_id),
+        "object": "charge",
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": amount_refunded,
+        "captured": True,
+        "currency": "usd",
+        "livemode": False,
+        "metadata": {},
+        "paid": True,
+        "payment_intent": payment_id,
+        "refunded": amount_refunded == amount,
+        "status": "succeeded",
+    }
+    return _event("charge.refunded", charge)
+
+
+def dispute_created_event(payment_id: str, *, amount: int) -> dict[str, Any]:
+    """`charge.dispute.created` for the charge of a payment (the whole amount disputed)."""
+    dispute = {
+        "id": f"dp_{secrets.token_hex(12)}",
+        "object": "dispute",
+        "amount": amount,
+        "charge": _charge_id(payment_id),
+        "currency": "usd",
+        "livemode": False,
+        "metadata": {},
+        "payment_intent": payment_id,
+        "reason": "fraudulent",
+        "status": "needs_response",
+    }
+    return _event("charge.dispute.created", dispute)
+
+
 def local_catalog() -> list[dict[str, Any]]:
     from tokenledger.domain.catalog import load_catalog
 

@@ -352,3 +352,38 @@ def test_repair_reconcile_and_reports(run: Any) -> None:
     assert default_view[0] == reconciled[0]
     assert f"run {report['run_id']}" in default_view[1]
     assert [r["run_id"] for r in json.loads(listed[1])["reports"]] == [report["run_id"]]
+
+
+# ---------------------------------------------------------------- the Stripe development loop (docs/stripe.md)
+def test_checkout_pay_then_refund_and_dispute_by_payment_id(run: Any) -> None:
+    user = new_user()
+
+    code, out, err = run("checkout", user, "--package", "starter", "--pay")
+    assert code == 0, err
+    payment = out.split("paid: payment ", 1)[1].split()[0]
+    assert payment.startswith("pi_") and f"balance of {user} now 100" in out
+
+    refund = run("stripe-refund", payment, "--amount", "250")  # half of 499 cents: floor(100 * 250 / 499) = 50
+    dispute = run("stripe-dispute", payment)
+    history = json.loads(run("history", user, "--json")[1])["items"]
+
+    assert refund[0] == 0 and dispute[0] == 0, (refund[2], dispute[2])
+    assert f"for payment {payment}" in refund[1]
+    assert [(e["type"], e["amount"], e["balance_after"]) for e in history] == [
+        ("chargeback", -50, 0),
+        ("chargeback", -50, 50),
+        ("purchase", 100, 100),
+    ]
+    assert {e["related_id"] for e in history} == {payment}
+
+
+def test_stripe_event_sends_any_event_file_signed(run: Any) -> None:
+    events = Path(__file__).resolve().parent.parent / "events"
+
+    ignored = run("stripe-event", str(events / "stripe_payment_intent_succeeded.json"), "--new-id")
+    not_json = run("stripe-event", str(events.parent / "conftest.py"))
+    unknown_payment = run("stripe-refund", "pi_nobodypaidthis")
+
+    assert ignored[0] == 0 and "HTTP 200" in ignored[1], ignored[2]
+    assert not_json[0] == 2 and "not JSON" in not_json[2]
+    assert unknown_payment[0] == 2 and "--charge-amount" in unknown_payment[2]

@@ -50,7 +50,10 @@ def stripe_purchase(args: argparse.Namespace) -> int:
     print(
         f"Stripe accepted {event['type']} {event['id']} (HTTP {reply.status}): {args.user} paid "
         f"{package['price']['amount']} {package['price']['currency']} for {package['name']} "
-        f"({package['tokens']} tokens), session {session['id']}"
+        f"({package['tokens']} tokens), session {session['id']}, payment {session['payment_intent']}"
+    )
+    print(
+        f"refund it: tokenledger stripe-refund {session['payment_intent']} --charge-amount {package['price']['amount']}"
     )
     if args.token:
         return EXIT_OK  # a real token belongs to someone: it cannot read this user's balance

@@ -31,7 +31,7 @@ def _split(url: str) -> SplitResult | None:
     """The parts of an absolute http(s) URL with a plain host, or None for anything ambiguous."""
     if not isinstance(url, str) or not url or len(url) > REDIRECT_URL_CHARS_MAX:
         return None
-    if not _VISIBLE_ASCII.match(url) or "\\" in url:
+    if not _VISIBLE_ASCII.fullmatch(url) or "\\" in url:
         return None
     try:
         parts = urlsplit(url)
@@ -41,7 +41,7 @@ def _split(url: str) -> SplitResult | None:
     if parts.scheme not in SCHEMES or "@" in parts.netloc or not parts.netloc:
         return None
     host = parts.hostname or ""
-    if not (_HOST.match(host) or _IPV6.match(f"[{host}]")):
+    if not (_HOST.fullmatch(host) or _IPV6.fullmatch(f"[{host}]")):
         return None
     if port == 0:
         return None

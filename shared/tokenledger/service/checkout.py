@@ -188,7 +188,7 @@ class CheckoutSessions:
 
     @staticmethod
     def _payable(user_id: str) -> str:
-        if not _PAYABLE_USER.match(user_id):
+        if not _PAYABLE_USER.fullmatch(user_id):
             raise ValidationFailed(
                 "this account's id cannot be named in a Stripe payment, so a purchase could not be credited",
                 errors=[{"loc": ["token", "sub"], "type": "invalid"}],
