@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
+from infra.checkout_local import LOCAL_API_KEY
+from infra.fake_stripe import FakeStripe, serve
 from infra.openapi import DOCUMENT_PATH, RouteMismatch, build_document, render, stale_message
-from infra.template import Stack
+from infra.template import LOCAL_REGION, Stack
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +86,18 @@ def test_the_headers_the_handlers_read_are_declared(document: dict) -> None:
             assert "Idempotency-Key" in headers("post", route.path), route.route_key
 
 
+@pytest.fixture
+def local_stripe(aws: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Checkout reaches Stripe: the local stack's fake one, as under `make run`."""
+    boto3.client("secretsmanager", region_name=LOCAL_REGION).put_secret_value(
+        SecretId=os.environ["STRIPE_API_KEY_SECRET_NAME"], SecretString=LOCAL_API_KEY
+    )
+    with serve(FakeStripe(api_key=LOCAL_API_KEY, checkout_url="http://localhost:3000")) as base:
+        monkeypatch.setenv("STRIPE_API_BASE", base)
+        yield
+
+
+@pytest.mark.usefixtures("local_stripe")
 def test_the_documented_examples_are_requests_the_api_accepts(document: dict, admin: Any, api: Any) -> None:
     """What "Try it out" sends with the examples as they are: never a 415, 422 or 500; a documented status."""
     for path, operations in document["paths"].items():

@@ -148,6 +148,7 @@ FIELD_EXAMPLES: dict[str, Any] = {
     "snapshot_key": "reports/2026/11/24/20261124T031500Z-3f2a.snapshot.json",
     "checkout_session_id": "cs_test_a1b2c3",
     "url": "https://checkout.stripe.com/c/pay/cs_test_a1b2c3",
+    # On the template's default allowed origins, so "Try it out" under `make run` is accepted.
     "success_url": "http://localhost:3000/checkout/complete?session_id={CHECKOUT_SESSION_ID}",
     "cancel_url": "http://localhost:3000/checkout/cancelled",
     "kind": "balance_mismatch",
