@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,51 +131,84 @@ class _Index:
 
 
 def _run_core(entries: int, accounts: int) -> dict[str, Any]:
+    """The core fed hashed chains; the time spent making the pages (and their hashes) is not counted.
+
+    Each entry is built with its real `hash` (tokenledger.domain.chain), so the run verifies
+    every hash as the scheduled audit does. Building a page costs about as much as checking
+    it (an `Entry` plus one hash), so that time is measured apart and taken out of the rate.
+    """
+    from tokenledger.domain.chain import GENESIS_HASH, entry_hash
     from tokenledger.domain.model import Account, Entry, EntryType
     from tokenledger.service.reconcile import Reconciler
 
     per_account = entries // accounts
     users = [f"u-{i:08d}" for i in range(accounts)]
     created = "2026-11-24T12:00:00.000Z"
+    heads: dict[str, str] = {}
+
+    def make_entry(user: str, seq: int, prev: str) -> Entry:
+        entry = Entry(
+            entry_id=f"{user}-{seq}",
+            user_id=user,
+            seq=seq,
+            type=EntryType.GRANT,
+            amount=1,
+            balance_after=seq,
+            counterparty="admin",
+            related_id=None,
+            metadata={},
+            created_at=created,
+        )
+        return replace(entry, hash=entry_hash(entry, prev))
+
+    for user in users:  # the accounts' heads, computed before the run (not counted)
+        head = GENESIS_HASH
+        for seq in range(1, per_account + 1):
+            head = make_entry(user, seq, head).hash or ""
+        heads[user] = head
 
     def account_pages() -> Iterator[list[Account]]:
         for start in range(0, accounts, PAGE_ITEMS):
             yield [
-                Account(user_id=u, balance=per_account, version=per_account, created_at=created, updated_at=created)
+                Account(
+                    user_id=u,
+                    balance=per_account,
+                    version=per_account,
+                    created_at=created,
+                    updated_at=created,
+                    head_hash=heads[u],
+                )
                 for u in users[start : start + PAGE_ITEMS]
             ]
 
+    making = [0.0]
+    clock = time.process_time  # CPU seconds of this (single-threaded) process: a busy machine does not skew it
+
     def entry_pages() -> Iterator[list[Entry]]:
         page: list[Entry] = []
+        started = clock()
         for user in users:  # a scan returns each partition's items together, in sort-key order
+            prev = GENESIS_HASH
             for seq in range(1, per_account + 1):
-                page.append(
-                    Entry(
-                        entry_id=f"{user}-{seq}",
-                        user_id=user,
-                        seq=seq,
-                        type=EntryType.GRANT,
-                        amount=1,
-                        balance_after=seq,
-                        counterparty="admin",
-                        related_id=None,
-                        metadata={},
-                        created_at=created,
-                    )
-                )
+                entry = make_entry(user, seq, prev)
+                prev = entry.hash or ""
+                page.append(entry)
                 if len(page) == PAGE_ITEMS:
+                    making[0] += clock() - started
                     yield page
+                    started = clock()
                     page = []
+        making[0] += clock() - started
         if page:
             yield page
 
     probe = _Probe()
     reconciler = Reconciler(probe=probe, entry_index=_Index(), payments=None)
     base_kb = _reset_peak_kb()
-    started = time.perf_counter()
+    started = clock()
     reconciler.take_cut(account_pages(), lambda _account: None)
     reconciler.check_entries(entry_pages())
-    elapsed = time.perf_counter() - started
+    elapsed = clock() - started - making[0]
     peak_kb = _peak_kb()
     report = reconciler.report
     return {
@@ -186,6 +220,7 @@ def _run_core(entries: int, accounts: int) -> dict[str, Any]:
         "seconds": round(elapsed, 3),
         "entries_per_s": round(report.entries_checked / elapsed) if elapsed else None,
         "peak_mb": round((peak_kb - base_kb) / 1024, 1),
+        "hashes_checked": True,
     }
 
 

@@ -380,7 +380,7 @@ def render(results: dict[str, Any]) -> str:
         ]
         out.append(
             table(
-                "Audit core, in-memory pages (one process per row)",
+                "Audit core, in-memory pages, hashes verified (a process per row; CPU s, page building excluded)",
                 ["entries", "accounts", "entries/s", "peak MB", "seconds", "findings"],
                 rows,
             )

@@ -84,7 +84,8 @@ class FakeRepository:
                 current = self.accounts.get(write.before.user_id)
                 version = current.version if current else 0
                 balance = current.balance if current else 0
-                if version != write.before.version or balance != write.before.balance:
+                head = current.head_hash if current else None
+                if (version, balance, head) != (write.before.version, write.before.balance, write.before.head_hash):
                     stale[write.before.user_id] = current or Account(user_id=write.before.user_id)
             replay = None
             if idempotency is not None and idempotency.pk in self.idempotency:

@@ -153,10 +153,45 @@ def test_a_broken_chain_is_not_repaired(api: LocalApi, aws: Any, admin: Client) 
     assert repair.status == 409
     assert repair.headers["content-type"] == "application/problem+json"
     assert repair.json["code"] == "chain_inconsistent"
-    assert [i["kind"] for i in repair.json["inconsistencies"]] == ["chain_break"]
+    # The bent balance_after is also no longer what seq 2's hash covers.
+    assert [i["kind"] for i in repair.json["inconsistencies"]] == ["chain_break", "hash_mismatch"]
     account = db.get_item(TableName=TABLES["AccountsTable"], Key=account_key(dave))["Item"]
     assert (account["balance"]["N"], account["version"]["N"]) == ("20", "2")
     assert repair_records(db, dave) == []
+
+
+def test_history_rewritten_with_every_sum_agreeing_is_caught_by_the_audit_and_never_repaired(
+    api: LocalApi, admin: Client, aws: Any
+) -> None:
+    db = aws["dynamodb"]
+    erin = new_user()
+    fund(admin, erin, 50)
+    spend(api, erin, 20)
+    fund(admin, erin, 5)
+    assert admin.get(audit_path(erin)).json["consistent"] is True
+    # Someone with write access to the tables turns the 20-token commitment into 10 and carries
+    # the difference through every later balance_after and the account: every sum agrees.
+    corrupt_update(
+        db,
+        "EntriesTable",
+        entry_key(erin, 2),
+        "SET amount = :a, balance_after = :b",
+        {":a": {"N": "-10"}, ":b": {"N": "40"}},
+    )
+    corrupt_update(db, "EntriesTable", entry_key(erin, 3), "SET balance_after = :b", {":b": {"N": "45"}})
+    corrupt_update(db, "AccountsTable", account_key(erin), "SET balance = :b", {":b": {"N": "45"}})
+
+    audit = admin.get(audit_path(erin))
+    repair = admin.post(repair_path(erin), {"reason": "make it agree"}, key=None)
+
+    assert audit.status == 200 and audit.json["consistent"] is False
+    assert (audit.json["stored_balance"], audit.json["computed_balance"]) == (45, 45)
+    assert audit.json["inconsistencies"] == [
+        {"kind": "hash_mismatch", "detail": "seq 2: stored hash does not match its content or chain"}
+    ]
+    assert repair.status == 409 and repair.json["code"] == "chain_inconsistent"
+    assert [i["kind"] for i in repair.json["inconsistencies"]] == ["hash_mismatch"]
+    assert repair_records(db, erin) == []
 
 
 def test_repair_without_a_body_is_refused_as_validation(admin: Client) -> None:

@@ -216,6 +216,19 @@ def _bend_balance_after(db: Any, user: str, _: list[Entry]) -> None:
     corrupt_update(db, "EntriesTable", entry_key(user, 2), "SET balance_after = balance_after + :d", {":d": {"N": "5"}})
 
 
+def _rewrite_history_consistently(db: Any, user: str, _: list[Entry]) -> None:
+    """Seq 2 commits 10, not 20; every later balance_after and the account carried along."""
+    corrupt_update(
+        db,
+        "EntriesTable",
+        entry_key(user, 2),
+        "SET amount = :a, balance_after = :b",
+        {":a": {"N": "-10"}, ":b": {"N": "40"}},
+    )
+    corrupt_update(db, "EntriesTable", entry_key(user, 3), "SET balance_after = :b", {":b": {"N": "45"}})
+    corrupt_update(db, "AccountsTable", account_key(user), "SET balance = :b", {":b": {"N": "45"}})
+
+
 def _drift_balance(db: Any, user: str, _: list[Entry]) -> None:
     corrupt_update(db, "AccountsTable", account_key(user), "SET balance = balance + :d", {":d": {"N": "7"}})
 
@@ -247,14 +260,24 @@ def _delete_account(db: Any, user: str, _: list[Entry]) -> None:
     ("corruption", "expected"),
     [
         (_delete_middle_entry, {"seq_gap"}),
-        (_bend_balance_after, {"chain_break"}),
+        (_bend_balance_after, {"chain_break", "hash_mismatch"}),
+        (_rewrite_history_consistently, {"hash_mismatch"}),
         (_drift_balance, {"balance_mismatch"}),
         (_version_ahead, {"version_mismatch"}),
         (_account_behind_chain, {"version_mismatch"}),
         (_negative_balance, {"negative_balance", "balance_mismatch"}),
         (_delete_account, {"orphan_entries"}),
     ],
-    ids=["seq_gap", "chain_break", "balance_mismatch", "version_ahead", "version_behind", "negative", "orphan"],
+    ids=[
+        "seq_gap",
+        "chain_break",
+        "rewritten",
+        "balance_mismatch",
+        "version_ahead",
+        "version_behind",
+        "negative",
+        "orphan",
+    ],
 )
 def test_each_corruption_of_a_chain_is_named_on_its_account(
     api: LocalApi, aws: Any, corruption: Corruption, expected: set[str]

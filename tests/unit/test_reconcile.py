@@ -186,7 +186,7 @@ def test_ranges_whose_segments_do_not_line_up_still_count_every_entry_once() -> 
 def test_an_account_item_behind_its_chain_is_drift_not_a_concurrent_write() -> None:
     ledger = FakeLedger()
     account, entries = chain("a", [50, -20])
-    ledger.add(replace(account, version=1, balance=50), entries)
+    ledger.add(replace(account, version=1, balance=50, head_hash=entries[0].hash), entries)
     assert found(audit(ledger)) == {("a", "version_mismatch")}
 
 

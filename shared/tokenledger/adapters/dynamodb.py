@@ -62,6 +62,7 @@ def account_from_item(item: AttributeMap) -> Account:
         version=int(item.get("version", {"N": "0"})["N"]),
         created_at=item.get("created_at", {}).get("S"),
         updated_at=item.get("updated_at", {}).get("S"),
+        head_hash=item.get("head_hash", {}).get("S"),
     )
 
 
@@ -82,6 +83,7 @@ def entry_to_item(entry: Entry) -> AttributeMap:
         "reverses": entry.reverses,
         "reason": entry.reason,
         "actor": entry.actor,
+        "hash": entry.hash,
     }
     for name, value in optional.items():
         if value is not None:
@@ -110,6 +112,7 @@ def entry_from_item(item: AttributeMap) -> Entry:
         reason=opt("reason"),
         actor=opt("actor"),
         unrecovered=int(item["unrecovered"]["N"]) if "unrecovered" in item else None,
+        hash=opt("hash"),
     )
 
 
@@ -288,22 +291,32 @@ class DynamoLedgerRepository:
 
     def _account_update(self, write: AccountWrite) -> dict[str, Any]:
         before, after = write.before, write.after
-        condition = "version = :ev AND balance = :eb"
+        # The head hash is checked with the version: a planner that chained on a wrong head
+        # (it cannot, the head at a version never changes) would only cost a retry.
+        values: AttributeMap = {
+            ":b": _n(after.balance),
+            ":v": _n(after.version),
+            ":now": _s(after.updated_at or ""),
+            ":ev": _n(before.version),
+            ":eb": _n(before.balance),
+        }
+        if before.head_hash is None:
+            condition = "version = :ev AND balance = :eb AND attribute_not_exists(head_hash)"
+        else:
+            condition = "version = :ev AND balance = :eb AND head_hash = :eh"
+            values[":eh"] = _s(before.head_hash)
         if before.version == 0 and before.balance == 0:
             condition = f"attribute_not_exists(user_id) OR ({condition})"
+        update = "SET balance = :b, version = :v, updated_at = :now, created_at = if_not_exists(created_at, :now)"
+        if after.head_hash is not None:
+            update += ", head_hash = :h"
+            values[":h"] = _s(after.head_hash)
         return {
             "TableName": self.accounts_table,
             "Key": {"user_id": _s(before.user_id)},
-            "UpdateExpression": "SET balance = :b, version = :v, updated_at = :now, "
-            "created_at = if_not_exists(created_at, :now)",
+            "UpdateExpression": update,
             "ConditionExpression": condition,
-            "ExpressionAttributeValues": {
-                ":b": _n(after.balance),
-                ":v": _n(after.version),
-                ":now": _s(after.updated_at or ""),
-                ":ev": _n(before.version),
-                ":eb": _n(before.balance),
-            },
+            "ExpressionAttributeValues": values,
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
 

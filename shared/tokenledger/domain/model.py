@@ -7,9 +7,11 @@ which entries to write and what the account becomes, or refuses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from tokenledger.domain.chain import entry_hash, prev_hash_of
 from tokenledger.domain.errors import InsufficientBalance, InvariantViolation, ValidationFailed
 
 AMOUNT_MIN = 1
@@ -54,6 +56,8 @@ class Account:
     version: int = 0
     created_at: str | None = None
     updated_at: str | None = None
+    # `hash` of the entry at `version` (None: no entry yet, or only entries from before the chain).
+    head_hash: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -94,6 +98,9 @@ class Entry:
     reason: str | None = None
     actor: str | None = None
     unrecovered: int | None = None
+    # SHA-256 over the canonical encoding and the previous hash (tokenledger.domain.chain);
+    # None only on entries written before the chain existed.
+    hash: str | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The contract's Entry shape (plus `reason`/`actor`, and `unrecovered` when set)."""
@@ -111,6 +118,7 @@ class Entry:
             "reverses": self.reverses,
             "reason": self.reason,
             "actor": self.actor,
+            "hash": self.hash,
         }
         if self.unrecovered is not None:
             body["unrecovered"] = self.unrecovered
@@ -135,12 +143,17 @@ def apply_drafts(
 ) -> tuple[Account, list[Entry]]:
     """Append `drafts` to `account` in order; refuse if the balance would go below zero.
 
-    Returns the new account state and the entries to write, consecutive in seq.
+    Returns the new account state and the entries to write, consecutive in seq, each
+    chained to the one before by its `hash` (the account carries the head). `created_at`
+    strictly increases per user (see `next_created_at`), so it orders a user's entries as
+    `seq` does and "the last entry at or before T" is one indexed lookup.
     """
     if len(entry_ids) != len(drafts):
         raise InvariantViolation("one entry id per draft")
     balance = account.balance
     seq = account.version
+    head = account.head_hash
+    created_at = account.updated_at
     entries: list[Entry] = []
     for draft, entry_id in zip(drafts, entry_ids, strict=True):
         sign = ENTRY_SIGN[draft.type]
@@ -158,23 +171,47 @@ def apply_drafts(
             )
         balance += draft.amount
         seq += 1
-        entries.append(
-            Entry(
-                entry_id=entry_id,
-                user_id=account.user_id,
-                seq=seq,
-                type=draft.type,
-                amount=draft.amount,
-                balance_after=balance,
-                counterparty=draft.counterparty,
-                related_id=draft.related_id,
-                metadata=dict(draft.metadata),
-                created_at=now,
-                reverses=draft.reverses,
-                reason=draft.reason,
-                actor=draft.actor,
-                unrecovered=draft.unrecovered,
-            )
+        created_at = next_created_at(now, created_at)
+        entry = Entry(
+            entry_id=entry_id,
+            user_id=account.user_id,
+            seq=seq,
+            type=draft.type,
+            amount=draft.amount,
+            balance_after=balance,
+            counterparty=draft.counterparty,
+            related_id=draft.related_id,
+            metadata=dict(draft.metadata),
+            created_at=created_at,
+            reverses=draft.reverses,
+            reason=draft.reason,
+            actor=draft.actor,
+            unrecovered=draft.unrecovered,
         )
-    after = replace(account, balance=balance, version=seq, created_at=account.created_at or now, updated_at=now)
+        head = entry_hash(entry, prev_hash_of(head))
+        entries.append(replace(entry, hash=head))
+    after = replace(
+        account,
+        balance=balance,
+        version=seq,
+        created_at=account.created_at or now,
+        updated_at=created_at or now,
+        head_hash=head,
+    )
     return after, entries
+
+
+def next_created_at(now: str, previous: str | None) -> str:
+    """`now`, or 1 ms after `previous` when the clock has not moved past it.
+
+    Entries of one transaction, or a Lambda whose clock runs behind another's, would
+    otherwise share or reverse timestamps. Both are ISO 8601 UTC with milliseconds and `Z`
+    (fixed width, so they compare as strings).
+    """
+    if previous is None or now > previous:
+        return now
+    try:
+        moment = datetime.fromisoformat(previous.replace("Z", "+00:00")) + timedelta(milliseconds=1)
+    except ValueError:
+        return previous  # not our clock's format (a test's fixed clock): keep it, never go back
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

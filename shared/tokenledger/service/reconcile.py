@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from tokenledger.domain.chain import GENESIS_HASH, entry_hash
 from tokenledger.domain.errors import ContentionExhausted, LedgerError
 from tokenledger.domain.model import Account, Entry, EntryType
 from tokenledger.service.ports import AccountWrite, Guard, IdempotencyClaim, TransactionRefused
@@ -45,6 +46,7 @@ class FindingKind(StrEnum):
     PAYMENT_WITHOUT_PURCHASE = "payment_without_purchase"
     PRICE_MISMATCH = "price_mismatch"  # paid at another price than the catalog's: not credited, refund it
     UNRECOVERED_CHARGEBACK = "unrecovered_chargeback"
+    HASH_MISMATCH = "hash_mismatch"
 
 
 # Kinds that say the ledger is wrong. An unrecovered chargeback is a loss the business must
@@ -61,6 +63,7 @@ CHAIN_KINDS = frozenset(
         FindingKind.VERSION_MISMATCH,
         FindingKind.NEGATIVE_BALANCE,
         FindingKind.ORPHAN_ENTRIES,
+        FindingKind.HASH_MISMATCH,
     }
 )
 
@@ -155,6 +158,7 @@ class ChainCheck:
     balance: int  # stored, at the cut
     version: int  # the cut
     exists: bool = True
+    head_hash: str | None = None  # stored on the account, at the cut
     last_seq: int = 0
     computed: int = 0  # balance_after of the last entry fed
     entries: int = 0
@@ -162,6 +166,9 @@ class ChainCheck:
     disordered: bool = False  # the stream was not in seq order: only a re-check can tell
     unrecovered: int = 0
     unrecovered_entries: int = 0
+    # The hash chain: the last stored hash fed (None: genesis, or only unhashed entries so far).
+    last_hash: str | None = None
+    unhashed: int = 0  # entries from before the chain (no `hash`), all before the first hashed one
     findings: list[tuple[FindingKind, str]] | None = None
 
     def _find(self, kind: FindingKind, detail: str) -> None:
@@ -187,11 +194,15 @@ class ChainCheck:
             first, last = self.last_seq + 1, entry.seq - 1
             missing = f"{first}" if first == last else f"{first}..{last}"
             self._find(FindingKind.SEQ_GAP, f"seq {missing} missing before seq {entry.seq}")
+            self.last_hash = entry.hash or self.last_hash  # the hash cannot be checked across a gap
         elif self.computed + entry.amount != entry.balance_after:
             self._find(
                 FindingKind.CHAIN_BREAK,
                 f"seq {entry.seq}: balance_after {entry.balance_after} != {self.computed} + ({entry.amount})",
             )
+            self._check_hash(entry)
+        else:
+            self._check_hash(entry)
         if entry.balance_after < 0:
             self._find(FindingKind.NEGATIVE_BALANCE, f"seq {entry.seq}: balance_after {entry.balance_after}")
         self.last_seq = entry.seq
@@ -201,6 +212,23 @@ class ChainCheck:
             self.unrecovered += entry.unrecovered
             self.unrecovered_entries += 1
         return True
+
+    def _check_hash(self, entry: Entry) -> None:
+        """The entry's `hash` must be the one its content and the previous hash give.
+
+        Entries from before the chain carry none; they may only come first (a missing hash
+        after a hashed entry is a stripped one). The first hashed entry chains on genesis.
+        """
+        if entry.hash is None:
+            if self.last_hash is None:
+                self.unhashed += 1
+                return
+            self._find(FindingKind.HASH_MISMATCH, f"seq {entry.seq}: no hash after hashed entries")
+            return
+        expected = entry_hash(entry, self.last_hash or GENESIS_HASH)
+        if entry.hash != expected:
+            self._find(FindingKind.HASH_MISMATCH, f"seq {entry.seq}: stored hash does not match its content or chain")
+        self.last_hash = entry.hash
 
     def finish(self) -> None:
         """The checks that need the whole chain up to the cut."""
@@ -222,6 +250,11 @@ class ChainCheck:
             )
         if self.balance < 0:
             self._find(FindingKind.NEGATIVE_BALANCE, f"stored balance {self.balance}")
+        if self.head_hash is not None and self.last_seq == self.version and self.head_hash != self.last_hash:
+            self._find(
+                FindingKind.HASH_MISMATCH,
+                f"the account's head hash is not the hash of seq {self.last_seq}",
+            )
         if self.unrecovered:
             self._find(
                 FindingKind.UNRECOVERED_CHARGEBACK,
@@ -247,6 +280,7 @@ def check_account_exactly(probe: AccountProbe, user_id: str) -> tuple[ChainCheck
         balance=account.balance if account else 0,
         version=account.version if account else 0,
         exists=account is not None,
+        head_hash=account.head_hash if account else None,
     )
     for count, entry in enumerate(probe.iter_chain(user_id)):
         if count >= RECHECK_ENTRIES_MAX:
@@ -368,7 +402,10 @@ class Reconciler:
         for page in account_pages:
             for account in page:
                 self._checks[account.user_id] = ChainCheck(
-                    user_id=account.user_id, balance=account.balance, version=account.version
+                    user_id=account.user_id,
+                    balance=account.balance,
+                    version=account.version,
+                    head_hash=account.head_hash,
                 )
                 self.report.accounts_checked += 1
                 self.report.tokens_outstanding += account.balance
@@ -629,7 +666,8 @@ class RepairPlan:
 
     @property
     def needed(self) -> bool:
-        return (self.before.balance, self.before.version) != (self.after.balance, self.after.version)
+        before, after = self.before, self.after
+        return (before.balance, before.version, before.head_hash) != (after.balance, after.version, after.head_hash)
 
 
 def plan_repair(probe: AccountProbe, user_id: str, *, now: str) -> RepairPlan:
@@ -637,11 +675,18 @@ def plan_repair(probe: AccountProbe, user_id: str, *, now: str) -> RepairPlan:
     before = probe.get_account(user_id) or Account(user_id=user_id)
     check = ChainCheck(user_id=user_id, balance=0, version=1 << 62)
     first_created: str | None = None
+    hash_at_version: str | None = None
     for count, entry in enumerate(probe.iter_chain(user_id)):
         if count >= RECHECK_ENTRIES_MAX:
             raise RuntimeError(f"account {user_id} has more than {RECHECK_ENTRIES_MAX} entries")
         first_created = first_created or entry.created_at
         check.feed(entry)
+        if entry.seq == before.version:
+            hash_at_version = entry.hash
+    # The account's head anchors its chain: a chain that verifies from genesis but not to the
+    # head the account holds was rewritten (or the head was). Reported, never adopted.
+    if before.head_hash is not None and hash_at_version != before.head_hash:
+        check._find(FindingKind.HASH_MISMATCH, f"the account's head hash is not the hash of seq {before.version}")
     broken = [(k, d) for k, d in check.findings or () if k in CHAIN_KINDS]
     if broken:
         raise ChainInconsistent(
@@ -653,7 +698,8 @@ def plan_repair(probe: AccountProbe, user_id: str, *, now: str) -> RepairPlan:
         balance=check.computed,
         version=check.last_seq,
         created_at=before.created_at or first_created or now,
-        updated_at=now,
+        updated_at=max(now, before.updated_at or now),
+        head_hash=check.last_hash,
     )
     return RepairPlan(before=before, after=after)
 
