@@ -236,10 +236,88 @@ class ConsoleSite:
         return _json(200, report)
 
 
-def main() -> int:
+# ---------------------------------------------------------------- production: the files for the bucket
+STACK_OUTPUTS = {
+    "api_base": "ApiUrl",
+    "console_url": "ConsoleUrl",
+    "client_id": "ConsoleUserPoolClientId",
+    "auth_domain": "ConsoleAuthDomain",
+}
+
+
+def production_config(
+    *, api_base: str, console_url: str, client_id: str, auth_domain: str, low_balance_tokens: int
+) -> dict[str, Any]:
+    """The console's config.json in AWS: Cognito's hosted UI (PKCE) and the API's URL (stack outputs)."""
+    for name, url in (("api_base", api_base), ("console_url", console_url), ("auth_domain", auth_domain)):
+        if not url.startswith("https://"):
+            raise ValueError(f"{name} must be an https:// URL, got {url!r}")
+    return {
+        "mode": "cognito",
+        "api_base": api_base.rstrip("/"),
+        "low_balance_tokens": low_balance_tokens,
+        "chart": True,
+        "dev_reconcile": False,
+        "cognito": {
+            "domain": auth_domain.rstrip("/"),
+            "client_id": client_id,
+            "redirect_uri": console_url,
+            "logout_uri": console_url,
+            "scopes": "openid email",
+        },
+    }
+
+
+def build_site(dest: Path, config: dict[str, Any]) -> list[Path]:
+    """The console as S3 will serve it under ``console/``: its files, uPlot, and ``config.json``."""
+    vendor = ensure_installed()
+    written: list[Path] = []
+    for source in sorted(CONSOLE_DIR.rglob("*")):
+        relative = source.relative_to(CONSOLE_DIR)
+        if source.is_file() and source.suffix in CONTENT_TYPES and _SAFE_PATH.fullmatch(relative.as_posix()):
+            target = dest / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            written.append(target)
+    (dest / "vendor").mkdir(parents=True, exist_ok=True)
+    for name in VENDOR_ASSETS:
+        shutil.copyfile(vendor / name, dest / "vendor" / name)
+        written.append(dest / "vendor" / name)
+    (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    written.append(dest / "config.json")
+    return written
+
+
+def stack_outputs(stack_name: str) -> dict[str, str]:
+    import boto3
+
+    stacks = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m infra.console", description="The web console's files.")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("fetch", help="fetch uPlot (pinned, sha256-checked) into the cache")
+    build = sub.add_parser("build", help="the files to upload to ConsoleBucket under console/ (docs/console.md)")
+    build.add_argument("dest", type=Path)
+    build.add_argument("--stack", help="read the URLs and client id from this stack's outputs")
+    for option in STACK_OUTPUTS:
+        build.add_argument(f"--{option.replace('_', '-')}")
+    build.add_argument("--low-balance-tokens", type=int, default=LOW_BALANCE_TOKENS_DEFAULT)
+    args = parser.parse_args(argv)
     try:
-        print(ensure_installed())
-    except ChartLibUnavailable as exc:
+        if args.command == "build":
+            outputs = stack_outputs(args.stack) if args.stack else {}
+            values = {k: getattr(args, k) or outputs.get(output, "") for k, output in STACK_OUTPUTS.items()}
+            config = production_config(**values, low_balance_tokens=args.low_balance_tokens)
+            for path in build_site(args.dest, config):
+                print(path)
+        else:
+            print(ensure_installed())
+    except (ChartLibUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
