@@ -22,6 +22,7 @@ export function timeChart(title, times, series, { description } = {}) {
   }
   // A few seconds of data would fill the axis with sub-second ticks: show at least two minutes.
   const scales = { x: { time: true, range: (u, min, max) => (max - min < 120 ? [min - 60, max + 60] : [min, max]) } };
+  if (times.length === 1) scales.x = { time: true, auto: false, range: () => [times[0] - 3600, times[0] + 3600] };
   const axes = [{}];
   const uSeries = [{}];
   series.forEach((s, i) => {
