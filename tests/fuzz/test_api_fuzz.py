@@ -9,12 +9,14 @@ answer 400, never 5xx.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -26,6 +28,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from infra.api import LocalApi
+from infra.checkout_local import LOCAL_API_KEY
+from infra.fake_stripe import FakeStripe, serve
+from infra.template import LOCAL_REGION
+from infra.world import environment_variable
 from tests.conftest import STACK, engine_world
 from tests.fuzz.wsgi import LocalApiWsgi
 from tests.invariants import assert_account_consistent
@@ -70,7 +76,10 @@ schema = schemathesis.openapi.from_dict(openapi_document())
 @pytest.fixture(scope="module")
 def wsgi_app(dynamodb_endpoint: str | None) -> Iterator[LocalApiWsgi]:
     """One world for the whole fuzz run (on the selected engine), with a funded user so commitments can succeed."""
-    with engine_world(dynamodb_endpoint) as dynamodb:
+    with (
+        engine_world(dynamodb_endpoint) as dynamodb,
+        local_stripe() as stripe,
+    ):
         api = LocalApi(STACK)
         grant = api.request(
             "POST",
@@ -83,6 +92,7 @@ def wsgi_app(dynamodb_endpoint: str | None) -> Iterator[LocalApiWsgi]:
         app = LocalApiWsgi(api)
         yield app
         print("fuzz: responses by route and status:", dict(sorted(app.statuses.items())))
+        print(f"fuzz: Checkout Sessions created at the fake Stripe: {stripe.sessions_created()}")
         # Whatever the fuzzer sent, every account it touched is still consistent.
         users = {FUZZ_USER}
         for table in ("AccountsTable", "EntriesTable"):
@@ -91,6 +101,17 @@ def wsgi_app(dynamodb_endpoint: str | None) -> Iterator[LocalApiWsgi]:
                 users.update(item["user_id"]["S"] for item in page["Items"])
         for user in sorted(users):
             assert_account_consistent(dynamodb, STACK, user)
+
+
+@contextlib.contextmanager
+def local_stripe() -> Iterator[FakeStripe]:
+    """Checkout reaches Stripe: the local stack's fake one (as under `make run`), so its answers are the route's own."""
+    boto3.client("secretsmanager", region_name=LOCAL_REGION).put_secret_value(
+        SecretId=os.environ["STRIPE_API_KEY_SECRET_NAME"], SecretString=LOCAL_API_KEY
+    )
+    fake = FakeStripe(api_key=LOCAL_API_KEY, checkout_url="http://localhost:3000")
+    with serve(fake) as base, environment_variable("STRIPE_API_BASE", base):
+        yield fake
 
 
 def request_headers(path: str) -> dict[str, str]:
