@@ -250,7 +250,7 @@ export async function batchPage(view) {
         out.replaceChildren(notice("ok", `Written: ${result.entries.length} entries.`), table("New balances", [
           { label: "User", value: ([u]) => u },
           { label: "Balance", value: ([, b]) => fmt.int(b), num: true },
-        ], Object.entries(result.balances)));
+        ], Object.entries(result.balances), { id: "batch-balances" }));
       }),
     );
   });

@@ -55,6 +55,18 @@ def ready(browser: Browser, route: str) -> None:
     browser.wait(f"document.querySelector('#main').dataset.ready === {json.dumps(route)}", what=route)
 
 
+UNLABELLED = (
+    "[...document.querySelectorAll('main input, main select, main textarea, main button')]"
+    ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.innerText.trim())"
+    ".map(e => e.outerHTML.slice(0, 80))"
+)
+
+
+def assert_labelled(browser: Browser) -> None:
+    """Every control on the page has a label (or a text, for buttons): screen readers can name it."""
+    assert browser.js(UNLABELLED) == []
+
+
 def sign_in(browser: Browser, url: str, user: str, *, admin: bool = False) -> None:
     """The dev user picker, by keyboard: the user field has focus, type, (space on the admin box), Enter."""
     browser.goto(f"{url}/console/")
@@ -103,6 +115,7 @@ def test_a_user_buys_tokens_commits_and_sees_balance_history_and_chart(
     browser.goto(f"{url}/console/#/history")
     ready(browser, "#/history")
     assert "1 entries" in browser.text("#history-state")
+    assert_labelled(browser)
     client.commit(user, "p-console-demo", 25)
     browser.click("#refresh")
     browser.wait("document.querySelectorAll('#history tbody tr').length === 2", what="the commitment in the history")
@@ -187,6 +200,22 @@ def test_an_operator_runs_a_reconciliation_sees_it_charted_and_repairs_an_accoun
         what="the audit after",
     )
     assert browser.text("#account-balance") == "300"
+
+    # A batch: the preview shows the exact entries; submitting writes them, all or nothing.
+    browser.goto(f"{url}/console/#/ops/batch")
+    ready(browser, "#/ops/batch")
+    browser.fill("#main textarea[name=operations]", f"{victim}, grant, 20\n{victim}, adjustment, -5")
+    browser.fill("#main input[name=reason]", "console batch")
+    browser.click("#main form button[type=submit]")
+    rows = browser.wait(
+        "document.querySelectorAll('#batch-ops tbody tr').length === 2 && "
+        "[...document.querySelectorAll('#batch-ops tbody tr')].map(r => r.innerText)"
+    )
+    assert "grant" in rows[0] and "+20" in rows[0] and "adjustment" in rows[1] and "-5" in rows[1]
+    assert_labelled(browser)
+    browser.click("#submit-batch")
+    assert "Written: 2 entries" in browser.text("#batch-preview .notice.ok")
+    assert "315" in browser.text("#batch-balances"), "the new balance: 300 + 20 - 5"
 
     browser.goto(f"{url}/console/#/ops/reports")
     ready(browser, "#/ops/reports")
