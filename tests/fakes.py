@@ -18,6 +18,7 @@ from tokenledger.service.ports import (
     StoredResponse,
     TransactionRefused,
 )
+from tokenledger.service.statements import EntryMark
 
 
 class FakeRepository:
@@ -61,6 +62,22 @@ class FakeRepository:
             mine = [e for e in mine if str(e.type) == entry_type]
         page = mine[:limit]
         return page, (page[-1].seq if len(mine) > limit else None)
+
+    def last_entry_before(self, user_id: str, bound: str, *, inclusive: bool) -> EntryMark | None:
+        self.calls.append("last_entry_before")
+        found = [
+            e
+            for (u, _), e in self.entries.items()
+            if u == user_id and (e.created_at <= bound if inclusive else e.created_at < bound)
+        ]
+        if not found:
+            return None
+        last = max(found, key=lambda e: (e.created_at, e.seq))
+        return EntryMark(seq=last.seq, balance_after=last.balance_after, hash=last.hash, created_at=last.created_at)
+
+    def entries_after(self, user_id: str, after_seq: int, limit: int) -> list[Entry]:
+        self.calls.append("entries_after")
+        return [e for e in self.chain(user_id) if e.seq > after_seq][:limit]
 
     def find_entry(self, entry_id: str) -> Entry | None:
         self.calls.append("find_entry")

@@ -1,8 +1,8 @@
-"""Admin audit: one account's audit and repair, the latest reconciliation report and past runs."""
+"""Admin audit: one account's audit, repair and statement, the latest reconciliation report and past runs."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
@@ -15,7 +15,7 @@ from tokenledger.adapters.dynamodb import DynamoLedgerRepository
 from tokenledger.adapters.ids import new_ulid, utc_now_iso
 from tokenledger.adapters.reports import REPORTS_LIST_MAX, build_audit_from_env
 from tokenledger.domain.errors import NotFound
-from tokenledger.http.api import caller, json_response, make_resolver
+from tokenledger.http.api import caller, json_response, make_resolver, statement_response
 from tokenledger.http.schemas import (
     ID_PATTERN,
     AuditOut,
@@ -23,11 +23,13 @@ from tokenledger.http.schemas import (
     RepairOut,
     ReportListOut,
     ReportOut,
+    StatementOut,
     ok_response,
     problem_responses,
 )
 from tokenledger.observability import make_tracer
 from tokenledger.service.reconcile import audit_account, repair_account
+from tokenledger.service.statements import INSTANT_CHARS_MAX, statement
 
 logger = Logger()
 tracer = make_tracer()
@@ -77,6 +79,21 @@ def post_account_repair(user_id: UserId, body: Annotated[RepairIn, Body()]) -> R
     if result["repaired"]:
         logger.info("account repaired", extra={"user_id": user_id, "actor": admin.sub, **result})
     return json_response(200, result)
+
+
+@app.get(
+    "/v1/admin/accounts/<user_id>/statement",
+    responses={
+        **ok_response(200, StatementOut, "Any user's entries from..to, oldest first (or CSV with Accept: text/csv)"),
+        **problem_responses(401, 403, 422),
+    },
+)
+def get_account_statement(
+    user_id: UserId,
+    from_: Annotated[str, Query(alias="from", max_length=INSTANT_CHARS_MAX)],
+    to: Annotated[str, Query(max_length=INSTANT_CHARS_MAX)],
+) -> Response[Any]:
+    return statement_response(app, statement(writer, user_id, from_, to))
 
 
 @app.get(

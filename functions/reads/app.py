@@ -1,8 +1,8 @@
-"""User reads: the package catalog, the caller's balance and history."""
+"""User reads: the package catalog, the caller's balance (now or at a moment), history and statements."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
@@ -13,17 +13,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tokenledger.config import build_ledger_from_env
 from tokenledger.domain.catalog import load_catalog
 from tokenledger.domain.model import AMOUNT_MAX, EntryType
-from tokenledger.http.api import caller, json_response, make_resolver
+from tokenledger.http.api import caller, json_response, make_resolver, statement_response
 from tokenledger.http.schemas import (
     BalanceOut,
     EntryOut,
     HistoryOut,
     PackagesOut,
+    StatementOut,
     ok_response,
     problem_responses,
 )
 from tokenledger.observability import make_tracer
 from tokenledger.service.ledger import HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX
+from tokenledger.service.statements import INSTANT_CHARS_MAX, balance_at, statement
 
 logger = Logger()
 tracer = make_tracer()
@@ -43,8 +45,32 @@ def list_packages() -> Response[dict]:
 @app.get(
     "/v1/balance", responses={**ok_response(200, BalanceOut, "The caller's balance"), **problem_responses(401, 422)}
 )
-def get_balance(required: Annotated[int | None, Query(ge=0, le=AMOUNT_MAX)] = None) -> Response[dict]:
-    return json_response(200, ledger.balance(caller(app).sub, required=required))
+def get_balance(
+    required: Annotated[int | None, Query(ge=0, le=AMOUNT_MAX)] = None,
+    at: Annotated[str | None, Query(max_length=INSTANT_CHARS_MAX)] = None,
+) -> Response[dict]:
+    user_id = caller(app).sub
+    if at is None:
+        return json_response(200, ledger.balance(user_id, required=required))
+    body = balance_at(ledger.repo, user_id, at)
+    if required is not None:
+        body["sufficient"] = body["balance"] >= required
+        body["shortfall"] = max(0, required - body["balance"])
+    return json_response(200, body)
+
+
+@app.get(
+    "/v1/statements",
+    responses={
+        **ok_response(200, StatementOut, "The caller's entries from..to, oldest first (or CSV with Accept: text/csv)"),
+        **problem_responses(401, 422),
+    },
+)
+def get_statement(
+    from_: Annotated[str, Query(alias="from", max_length=INSTANT_CHARS_MAX)],
+    to: Annotated[str, Query(max_length=INSTANT_CHARS_MAX)],
+) -> Response[Any]:
+    return statement_response(app, statement(ledger.repo, caller(app).sub, from_, to))
 
 
 @app.get(

@@ -21,6 +21,7 @@ from tokenledger.service.ports import (
     StoredResponse,
     TransactionRefused,
 )
+from tokenledger.service.statements import EntryMark
 
 CLIENT_CONFIG = Config(
     connect_timeout=2,
@@ -32,6 +33,7 @@ BATCH_GET_ROUNDS_MAX = 8
 HISTORY_QUERY_PAGES_MAX = 5
 ENTRY_ID_INDEX = "by-entry-id"
 RELATED_ID_INDEX = "by-related-id"
+USER_CREATED_INDEX = "by-user-created"  # (user_id, created_at), projecting balance_after and hash
 
 # Cancellation reasons that mean "nothing happened, try the same write again".
 RETRYABLE_CANCELLATIONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
@@ -229,6 +231,39 @@ class DynamoLedgerRepository:
             query["ExclusiveStartKey"] = last_key
         # Page budget spent with a filter that matches rarely: continue below the last seq read.
         return entries, int(last_key["seq"]["N"])
+
+    def last_entry_before(self, user_id: str, bound: str, *, inclusive: bool) -> EntryMark | None:
+        """One Query of the time index, newest first, one item (eventually consistent: 0.5 RCU)."""
+        response = self.client.query(
+            TableName=self.entries_table,
+            IndexName=USER_CREATED_INDEX,
+            KeyConditionExpression=f"user_id = :u AND created_at {'<=' if inclusive else '<'} :t",
+            ExpressionAttributeValues={":u": _s(user_id), ":t": _s(bound)},
+            ScanIndexForward=False,
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        if not items:
+            return None
+        item = items[0]
+        return EntryMark(
+            seq=int(item["seq"]["N"]),
+            balance_after=int(item["balance_after"]["N"]),
+            hash=item["hash"]["S"] if "hash" in item else None,
+            created_at=item["created_at"]["S"],
+        )
+
+    def entries_after(self, user_id: str, after_seq: int, limit: int) -> list[Entry]:
+        """One strongly consistent Query of the table by seq, oldest first."""
+        response = self.client.query(
+            TableName=self.entries_table,
+            KeyConditionExpression="user_id = :u AND seq > :s",
+            ExpressionAttributeValues={":u": _s(user_id), ":s": _n(after_seq)},
+            ScanIndexForward=True,
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        return [entry_from_item(item) for item in response.get("Items", [])]
 
     def find_entry(self, entry_id: str) -> Entry | None:
         response = self.client.query(

@@ -221,3 +221,34 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
 def write_response(result: WriteResult) -> Response[dict]:
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
     return json_response(result.status, result.body, headers)
+
+
+CSV_MEDIA_TYPE = "text/csv"
+
+
+def wants_csv(app: APIGatewayHttpResolver) -> bool:
+    """`Accept: text/csv` (alone or preferred to JSON by order; `*/*` and absent mean JSON)."""
+    headers = app.current_event.headers or {}
+    accept = next((v for k, v in headers.items() if k.lower() == "accept"), "") or ""
+    for part in accept.split(",")[:20]:
+        media = part.split(";", 1)[0].strip().lower()
+        if media == CSV_MEDIA_TYPE:
+            return True
+        if media in ("application/json", "application/*"):
+            return False
+    return False
+
+
+def statement_response(app: APIGatewayHttpResolver, body: dict[str, Any]) -> Response[Any]:
+    """A statement as JSON, or as CSV (a header row, one row per entry) when the caller asks for it."""
+    if wants_csv(app):
+        from tokenledger.service.statements import statement_csv
+
+        filename = f"statement-{body['from'][:10]}-{body['to'][:10]}.csv"
+        return Response(
+            status_code=200,
+            content_type="text/csv; charset=utf-8",
+            body=statement_csv(body),
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+    return json_response(200, body)

@@ -79,7 +79,8 @@ ROUTE_DESCRIPTIONS: dict[str, str] = {
     "GET /v1/packages": "The token package catalog: what a user can buy, with prices in the currency's minor unit.",
     "GET /v1/balance": (
         "The caller's balance and account version (0 and 0 for a user who never had an entry). "
-        "`required=N` adds whether the balance covers N tokens and the shortfall."
+        "`required=N` adds whether the balance covers N tokens and the shortfall. `at=T` (RFC 3339) answers "
+        "`{user_id, balance, version, at}`: the balance after the last entry created at or before T."
     ),
     "GET /v1/transactions": (
         "The caller's entries, newest first. Follow `next_cursor` (opaque, bound to the caller) for the next page."
@@ -109,6 +110,13 @@ ROUTE_DESCRIPTIONS: dict[str, str] = {
         "Rebuilds the stored balance from the entries (never edits an entry) and records who did it."
     ),
     "GET /v1/admin/reports/latest": "The latest reconciliation report; 404 before the first run.",
+    "GET /v1/statements": (
+        "The caller's entries with `from <= created_at < to` (RFC 3339), oldest first, with the opening and "
+        "closing balances, totals by type and the hashes that chain them (`opening_hash`, `head_hash`): "
+        "`tokenledger verify` checks the file offline. `Accept: text/csv` answers CSV, a header row and one "
+        "row per entry. More than 1,000 entries, or more than 366 days, is 422 `statement_too_large`."
+    ),
+    "GET /v1/admin/accounts/{user_id}/statement": "Any user's statement, as `GET /v1/statements` (JSON or CSV).",
     "POST /v1/webhooks/stripe": (
         "Stripe's webhook: `checkout.session.completed` (paid) and `checkout.session.async_payment_succeeded` "
         "credit one purchase per payment; `charge.refunded` and `charge.dispute.created` claw tokens back. "
@@ -135,6 +143,9 @@ FIELD_EXAMPLES: dict[str, Any] = {
     "counterparty": "prediction:p-worldcup-final",
     "related_id": "p-worldcup-final",
     "created_at": "2026-11-24T12:00:00.123Z",
+    "from": "2026-11-01T00:00:00Z",
+    "to": "2026-12-01T00:00:00Z",
+    "opening_hash": "0000000000000000000000000000000000000000000000000000000000000000",
     "updated_at": "2026-11-24T12:00:00.123Z",
     "started_at": "2026-11-24T03:15:00.000Z",
     "finished_at": "2026-11-24T03:15:42.000Z",

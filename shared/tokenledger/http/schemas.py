@@ -76,6 +76,7 @@ class EntryOut(BaseModel):
     reason: str | None = None
     actor: str | None = None
     unrecovered: int | None = None
+    hash: str | None = None
 
 
 class WriteOut(BaseModel):
@@ -84,12 +85,28 @@ class WriteOut(BaseModel):
 
 
 class BalanceOut(BaseModel):
+    """Now: `updated_at`. With `?at=T`: `at` (T in UTC, milliseconds) instead."""
+
     user_id: str
     balance: int
     version: int
-    updated_at: str | None
+    updated_at: str | None = None
+    at: str | None = None
     sufficient: bool | None = None
     shortfall: int | None = None
+
+
+class StatementOut(BaseModel):
+    user_id: str
+    from_: str = Field(alias="from")
+    to: str
+    opening_balance: int
+    closing_balance: int
+    totals_by_type: dict[str, int]
+    entries: list[EntryOut]
+    opening_seq: int
+    opening_hash: str | None
+    head_hash: str | None
 
 
 class HistoryOut(BaseModel):

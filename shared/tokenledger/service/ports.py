@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tokenledger.domain.model import Account, Entry
+from tokenledger.service.statements import EntryMark
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +96,11 @@ class LedgerRepository(Protocol):
         ...
 
     def find_entry(self, entry_id: str) -> Entry | None: ...
+
+    def last_entry_before(self, user_id: str, bound: str, *, inclusive: bool) -> EntryMark | None:
+        """The time index's newest entry with created_at < bound (<= when inclusive)."""
+        ...
+
+    def entries_after(self, user_id: str, after_seq: int, limit: int) -> list[Entry]:
+        """Up to `limit` entries with seq > after_seq, oldest first (strongly consistent)."""
+        ...
