@@ -171,6 +171,9 @@ HOSTILE_BODIES = [
     ("null", {}),
     ("not json", {}),
     ("[" * 5000 + "]" * 5000, {}),
+    ('{"package_id": 1' + "0" * 5000 + "}", {}),  # past Python's 4,300-digit int limit: was a 500
+    ('{"package_id": NaN}', {}),
+    ("\u202e" + '{"package_id": "starter"}', {}),
     ('{"package_id": "standard", "package_id": "whale"', {}),
     ('{"package_id": "standard"}', {"content-type": "text/plain"}),
 ]

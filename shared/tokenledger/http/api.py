@@ -177,9 +177,23 @@ def make_resolver() -> APIGatewayHttpResolver:
         if isinstance(error, UnicodeDecodeError):
             invalid = ValidationFailed("the body is not UTF-8 JSON", errors=[{"loc": ["body"], "type": "json_invalid"}])
             return _identity_problem(app) or problem(invalid)
+        if _unreadable_json(app):  # e.g. an integer of more than 4,300 digits (Python's int-conversion limit)
+            invalid = ValidationFailed(
+                "the body is JSON this API cannot read", errors=[{"loc": ["body"], "type": "json_invalid"}]
+            )
+            return _identity_problem(app) or problem(invalid)
         return _unexpected(error)
 
     return app
+
+
+def _unreadable_json(app: APIGatewayHttpResolver) -> bool:
+    """Whether the body itself fails to parse (bad input), as opposed to a ValueError raised by route code (a bug)."""
+    try:
+        json.loads(app.current_event.decoded_body or "null")
+    except (ValueError, RecursionError):
+        return True
+    return False
 
 
 def header(app: APIGatewayHttpResolver, name: str) -> str | None:
