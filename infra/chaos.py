@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.api import ApiResponse, LocalApi
+from infra.chaos_events import EventsUnderFaults
 from infra.invariants import InvariantBroken, assert_account_consistent, require
 from infra.template import LOCAL_REGION, Stack
 from infra.world import LOCAL_AWS_ENVIRONMENT
@@ -1340,6 +1341,10 @@ def run(
             except BaseException as crashed:  # reported after the run; the checks still run
                 failures.append(crashed)
 
+        # Outbound events: the stream consumer runs through the workload, faults at EventBridge.
+        events = EventsUnderFaults(stack, engine, seed=seed, fault_rate=fault_rate)
+        if events.declared(stack):
+            events.start()
         threads = [threading.Thread(target=drive, args=(w,), name=f"chaos-client-{w.number}") for w in workers]
         for thread in threads:
             thread.start()
@@ -1353,12 +1358,16 @@ def run(
         elapsed = time.monotonic() - started
         if log:
             log(f"chaos: workload done in {elapsed:.1f}s; verifying")
+        events_caught_up = events.finish() if events.mappings else True
         all_ops = [op for w in workers for op in w.done]
         injected: Counter[str] = Counter()
         for worker in workers:
             injected.update(worker.injector.injected)
+        injected.update(events.injected)
         verifier = Verifier(stack, dynamodb, all_ops, features, probe)
         checks = verifier.run()
+        if events.mappings:
+            checks.append(_events_check(events, verifier.entries, caught_up=events_caught_up))
         if failures:
             checks.insert(0, Check("clients_ran", False, f"{len(failures)} clients crashed: {failures[0]!r}"))
         return Report(
@@ -1376,6 +1385,16 @@ def run(
             entries=len(verifier.entries),
             invoke_errors=sum((w.invoke_errors for w in workers), Counter()),
         )
+
+
+def _events_check(events: EventsUnderFaults, entries: list[dict[str, Any]], *, caught_up: bool) -> Check:
+    name = "events_published_in_order"
+    if not caught_up:
+        return Check(name, False, "the stream consumer did not catch up with the stream")
+    try:
+        return Check(name, True, events.check(entries))
+    except AssertionError as failed:
+        return Check(name, False, str(failed))
 
 
 def main(argv: list[str] | None = None) -> int:
