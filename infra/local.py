@@ -111,6 +111,7 @@ class LocalStack:
         devauth.signing_key()  # created now, before any `tokenledger token` races to make one
         self._exit = contextlib.ExitStack()
         self.api: Any = None
+        self.queues: Any = None
         self.dynamodb_endpoint: str | None = None
         self.openapi: dict[str, Any] | None = None
         self.openapi_error: str | None = None
@@ -125,6 +126,7 @@ class LocalStack:
         import boto3
 
         from infra.api import LocalApi
+        from infra.queues import QueuePump, create_queues
         from infra.world import create_buckets, create_event_buses, create_secrets, create_tables, make_moto_atomic
 
         self._environment()
@@ -150,10 +152,14 @@ class LocalStack:
             secret_values[api_key_secret] = self.stripe_api_key or self.fake_stripe_key
         create_secrets(self.stack, boto3.client("secretsmanager", region_name=LOCAL_REGION), secret_values)
         create_event_buses(self.stack, boto3.client("events", region_name=LOCAL_REGION))
+        create_queues(self.stack, boto3.client("sqs", region_name=LOCAL_REGION))
         self.api = LocalApi(self.stack)
         # The entries stream feeds the events publisher; stopped before the engines above go.
         self.events = local_events.LocalEvents(self.stack, self.engine).start()
         self._exit.callback(self.events.stop)
+        # The template's SQS event sources (the settlement worker), played from the API's pool.
+        self.queues = QueuePump(self.stack, self.api.pool).start()
+        self._exit.callback(self.queues.stop)
         self._docs()
         self.console = console.ConsoleSite(self)
         return self

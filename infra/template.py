@@ -151,6 +151,8 @@ class Stack:
             return f"arn:aws:s3:::{name}"
         if kind == "AWS::SecretsManager::Secret":
             return f"arn:aws:secretsmanager:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:secret:{name}"
+        if kind == "AWS::SQS::Queue":
+            return f"arn:aws:sqs:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:{name}"
         return f"arn:aws:local:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:{logical_id}"
 
     def _pseudo(self, name: str) -> str | None:
@@ -171,7 +173,13 @@ class Stack:
         kind = self.resources[name]["Type"]
         if kind == "AWS::SecretsManager::Secret":
             return self.arn(name)
+        if kind == "AWS::SQS::Queue":
+            return self.queue_url(name)
         return self.physical_name(name)
+
+    def queue_url(self, logical_id: str) -> str:
+        """`!Ref` of a queue: its URL, in the form moto's SQS answers."""
+        return f"https://sqs.{LOCAL_REGION}.amazonaws.com/{LOCAL_ACCOUNT_ID}/{self.physical_name(logical_id)}"
 
     def resolve(self, value: Any) -> Any:
         """Resolve the intrinsics this project uses to local values."""

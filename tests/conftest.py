@@ -26,6 +26,7 @@ import boto3
 import pytest
 
 from infra.api import ApiResponse, LocalApi
+from infra.queues import create_queues
 from infra.template import LOCAL_REGION, Stack
 from infra.world import (
     LOCAL_AWS_ENVIRONMENT,
@@ -192,6 +193,7 @@ def engine_world(dynamodb_endpoint: str | None) -> Iterator[Any]:
         create_buckets(STACK, boto3.client("s3", region_name=LOCAL_REGION))
         create_secrets(STACK, boto3.client("secretsmanager", region_name=LOCAL_REGION), {})
         create_event_buses(STACK, boto3.client("events", region_name=LOCAL_REGION))
+        create_queues(STACK, boto3.client("sqs", region_name=LOCAL_REGION))
         yield dynamodb
 
 

@@ -107,7 +107,7 @@ class FakeRepository:
             replay = None
             if idempotency is not None and idempotency.pk in self.idempotency:
                 replay = self.idempotency[idempotency.pk][0]
-            failed = [g.name for g in guards if g.pk in self.guards or g.pk in self.idempotency]
+            failed = [g.name for g in guards if _guard_key(g) in self.guards or g.pk in self.idempotency]
             clash = any((e.user_id, e.seq) in self.entries for w in writes for e in w.entries)
             if stale or replay or failed or (clash and not stale):
                 if clash and not (stale or replay or failed):
@@ -120,7 +120,8 @@ class FakeRepository:
             if idempotency is not None:
                 self.idempotency[idempotency.pk] = (idempotency.response, idempotency.expires_at)
             for guard in guards:
-                self.guards[guard.pk] = dict(guard.attributes)
+                if not guard.check_only:
+                    self.guards[_guard_key(guard)] = dict(guard.attributes)
 
     # ------------------------------------------------------------ checks
     def chain(self, user_id: str) -> list[Entry]:
@@ -136,3 +137,8 @@ class FakeRepository:
             assert entry.balance_after == running >= 0
         assert account.version == len(chain)
         assert account.balance == running
+
+
+def _guard_key(guard: Guard) -> str:
+    """Idempotency-table guards by pk; predictions-table guards by (pk, sk)."""
+    return guard.pk if guard.sk is None else f"{guard.pk}\x00{guard.sk}"

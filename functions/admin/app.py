@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from tokenledger.config import build_ledger_from_env
+from tokenledger.config import build_predictions_from_env
 from tokenledger.domain.errors import ValidationFailed
 from tokenledger.domain.model import ID_CHARS_MAX, EntryType
 from tokenledger.http.api import caller, idempotency_scope, json_response, make_resolver, write_response
@@ -32,18 +32,20 @@ from tokenledger.observability import make_tracer
 from tokenledger.service.admin import (
     BALANCES_USERS_MAX,
     BATCH_OPERATIONS_MAX,
-    AdminOperations,
     BatchOperation,
     check_batch_size,
 )
+from tokenledger.service.predictions import SETTLEMENT_PAYOUTS_MAX, SettlementRequest
 
 logger = Logger()
 tracer = make_tracer()
 app = make_resolver()
-ledger = build_ledger_from_env()
-admin_ops = AdminOperations(ledger)
+predictions = build_predictions_from_env()
+admin_ops = predictions.admin
+ledger = admin_ops.ledger
 
 UserId = Annotated[str, Path(pattern=ID_PATTERN)]
+PredictionId = Annotated[str, Path(pattern=ID_PATTERN)]
 EntryId = Annotated[str, Path(max_length=64)]
 # Room for BALANCES_USERS_MAX ids and their commas; a longer list is refused either way.
 USER_IDS_CHARS_MAX = (ID_CHARS_MAX + 1) * BALANCES_USERS_MAX
@@ -182,6 +184,110 @@ def get_balances(
                 errors=[{"loc": ["query", "user_ids", position], "type": "string_pattern_mismatch"}],
             )
     return json_response(200, admin_ops.balances(ids))
+
+
+class PayoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Identifier
+    amount: StrictInt = Field(description="Tokens, 1..1,000,000,000.")
+
+
+class SettlementIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason
+    outcome: Literal["resolved", "cancelled"]
+    payouts: list[PayoutIn] | None = Field(
+        default=None,
+        description=f"resolved only: one payout per user, at most {SETTLEMENT_PAYOUTS_MAX}.",
+    )
+    house_contribution: StrictInt | None = Field(
+        default=None, ge=0, le=1_000_000_000, description="Tokens the house adds to the pool (resolved only)."
+    )
+
+    @field_validator("payouts", mode="before")
+    @classmethod
+    def _not_too_many(cls, value: Any) -> Any:
+        # Counted before the payouts are validated one by one: an oversized plan is refused cheaply.
+        if isinstance(value, list) and len(value) > SETTLEMENT_PAYOUTS_MAX:
+            raise ValidationFailed(
+                f"at most {SETTLEMENT_PAYOUTS_MAX} payouts per settlement, not {len(value)}",
+                errors=[{"loc": ["body", "payouts"], "type": "too_long"}],
+            )
+        return value
+
+
+class ClosedOut(BaseModel):
+    prediction_id: str
+    closed: bool
+    closed_at: str
+
+
+class SettlementOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    settlement_id: str
+    prediction_id: str
+    outcome: str
+    status: Literal["pending", "running", "completed", "failed"]
+    taken_in: int
+    house_contribution: int
+    payouts_total: int
+    paid_total: int
+    entries_written: int
+    chunks_total: int
+    chunks_done: int
+
+
+@app.post(
+    "/v1/admin/predictions/<prediction_id>/close",
+    responses={
+        **ok_response(200, ClosedOut, "Closed (closing again answers the first closed_at)"),
+        **problem_responses(401, 403, 422),
+    },
+)
+def close_prediction(prediction_id: PredictionId) -> Response[dict]:
+    admin = caller(app)
+    return json_response(200, predictions.close(prediction_id, actor=admin.sub))
+
+
+@app.post(
+    "/v1/admin/predictions/<prediction_id>/settlement",
+    responses={
+        **ok_response(202, SettlementOut, "Accepted: the payouts or refunds run in the background"),
+        **problem_responses(401, 403, 409, 422),
+    },
+)
+def create_settlement(prediction_id: PredictionId, body: Annotated[SettlementIn, Body()]) -> Response[dict]:
+    admin = caller(app)
+    scope = idempotency_scope(
+        app,
+        route="POST /v1/admin/predictions/{prediction_id}/settlement",
+        caller_id=admin.sub,
+        payload={"prediction_id": prediction_id, "body": body.model_dump()},
+    )
+    request = SettlementRequest(
+        outcome=body.outcome,
+        reason=body.reason,
+        payouts=[(p.user_id, p.amount) for p in body.payouts or []],
+        house_contribution=body.house_contribution or 0,
+    )
+    answer = predictions.settle(prediction_id, request, actor=admin.sub, scope=scope)
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
+    return json_response(answer.status, answer.body, headers)
+
+
+@app.get(
+    "/v1/admin/predictions/<prediction_id>/settlement",
+    responses={
+        **ok_response(200, SettlementOut, "The settlement and its progress"),
+        **problem_responses(401, 403, 404, 422),
+    },
+)
+def get_settlement(prediction_id: PredictionId) -> Response[dict]:
+    caller(app)
+    return json_response(200, predictions.settlement(prediction_id))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the service import stays lazy at run time
     from tokenledger.service.ledger import Ledger
+    from tokenledger.service.predictions import Predictions
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +16,7 @@ class Settings:
     accounts_table: str
     entries_table: str
     idempotency_table: str
+    predictions_table: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -22,6 +24,7 @@ class Settings:
             accounts_table=os.environ["ACCOUNTS_TABLE"],
             entries_table=os.environ["ENTRIES_TABLE"],
             idempotency_table=os.environ["IDEMPOTENCY_TABLE"],
+            predictions_table=os.environ.get("PREDICTIONS_TABLE") or None,
         )
 
 
@@ -36,5 +39,25 @@ def build_ledger_from_env() -> Ledger:
         accounts_table=settings.accounts_table,
         entries_table=settings.entries_table,
         idempotency_table=settings.idempotency_table,
+        predictions_table=settings.predictions_table,
     )
     return Ledger(repo)
+
+
+def build_predictions_from_env() -> Predictions:
+    """Close and settle predictions: the ledger, the predictions table and the settlement queue."""
+    from tokenledger.adapters.predictions import DynamoPredictionStore, SqsSettlementQueue
+    from tokenledger.service.admin import AdminOperations
+    from tokenledger.service.predictions import Predictions
+
+    ledger = build_ledger_from_env()
+    settings = Settings.from_env()
+    if settings.predictions_table is None:
+        raise RuntimeError("PREDICTIONS_TABLE is not set")
+    store = DynamoPredictionStore(
+        ledger.repo.client,  # type: ignore[attr-defined]
+        predictions_table=settings.predictions_table,
+        idempotency_table=settings.idempotency_table,
+    )
+    queue_url = os.environ.get("SETTLEMENT_QUEUE_URL")
+    return Predictions(AdminOperations(ledger), store, SqsSettlementQueue(queue_url) if queue_url else None)

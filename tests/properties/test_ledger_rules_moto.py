@@ -36,6 +36,7 @@ class MotoLedgerMachine(LedgerMachine):
             accounts_table=STACK.physical_name("AccountsTable"),
             entries_table=STACK.physical_name("EntriesTable"),
             idempotency_table=STACK.physical_name("IdempotencyTable"),
+            predictions_table=STACK.physical_name("PredictionsTable"),
         )
 
     def check_account(self, user_id: str) -> tuple[int, int]:

@@ -13,7 +13,6 @@ from tests.fakes import FakeRepository
 from tokenledger.domain.errors import (
     AlreadyReversed,
     BatchTooLarge,
-    IdempotencyKeyReused,
     InsufficientBalance,
     InvariantViolation,
     NotFound,
@@ -26,12 +25,12 @@ from tokenledger.service.admin import (
     TRANSACTION_ACTIONS_MAX,
     AdminOperations,
     BatchOperation,
-    Settlement,
     check_welcome_grant_tokens,
     reversal_guard_pk,
 )
 from tokenledger.service.idempotency import IdempotencyScope, request_hash
 from tokenledger.service.ledger import Ledger
+from tokenledger.service.predictions import SettlementRequest, check_plan, chunked, refunds_from_stakes
 
 _ids = itertools.count()
 _keys = itertools.count()
@@ -323,66 +322,28 @@ def test_welcome_grant_settings_parse() -> None:
     assert [check_welcome_grant_tokens(r) for r in ("0", " 25 ", "1000000000")] == [0, 25, 1_000_000_000]
 
 
-# ---------------------------------------------------------------------- settlement
-def payouts(count: int, prediction_id: str = "p-9") -> list[BatchOperation]:
-    return [
-        BatchOperation(user_id=f"u{i % 7}", type=EntryType.PAYOUT, amount=1 + i, related_id=prediction_id)
-        for i in range(count)
+# ---------------------------------------------------------------------- settlement plans
+def test_a_settlement_plan_is_checked_whole_before_anything_is_written() -> None:
+    good = SettlementRequest(outcome="resolved", reason="r", payouts=[("u-1", 5), ("u-2", 7)])
+    check_plan(good)
+    bad = [
+        SettlementRequest(outcome="resolved", reason="r", payouts=[("u-1", 5), ("u-1", 7)]),
+        SettlementRequest(outcome="resolved", reason="r", payouts=[("u-1", 0)]),
+        SettlementRequest(outcome="resolved", reason="r", payouts=[]),
+        SettlementRequest(outcome="cancelled", reason="r", payouts=[("u-1", 5)]),
+        SettlementRequest(outcome="cancelled", reason="r", house_contribution=5),
+        SettlementRequest(outcome="won", reason="r", payouts=[("u-1", 5)]),
     ]
+    for request in bad:
+        with pytest.raises(ValidationFailed):
+            check_plan(request)
 
 
-def test_settlement_chunks_are_fixed_by_the_plan() -> None:
-    plan = Settlement(make_admin(), prediction_id="p-9", operations=payouts(100), actor="ops", reason="r")
-    assert plan.chunks_total == 3
-    assert [len(plan.chunk(i)) for i in range(3)] == [BATCH_OPERATIONS_MAX, BATCH_OPERATIONS_MAX, 2]
-    other = Settlement(
-        make_admin(), prediction_id="p-9", operations=payouts(100), actor="ops", reason="r", chunk_size=10
-    )
-    assert plan.scope(0).pk == other.scope(0).pk and plan.scope(0).request_hash != other.scope(0).request_hash
-    with pytest.raises(ValidationFailed):
-        Settlement(make_admin(), prediction_id="p-9", operations=payouts(3), actor="ops", reason="r", chunk_size=50)
-    with pytest.raises(ValidationFailed):
-        Settlement(make_admin(), prediction_id="p-9", operations=[], actor="ops", reason="r")
+def test_refunds_are_each_users_net_stake_and_chunks_fit_one_transaction() -> None:
+    stakes = [("u-b", 10), ("u-a", 5), ("u-b", -10), ("u-a", 7), ("u-c", 1)]
+    assert refunds_from_stakes(stakes) == [("u-a", 12), ("u-c", 1)]
     with pytest.raises(InvariantViolation):
-        Settlement(make_admin(), prediction_id="p-8", operations=payouts(3), actor="ops", reason="r")
-
-
-def test_a_settlement_crashing_after_a_commit_resumes_without_paying_twice() -> None:
-    repo = Repo()
-    crashed_admin = make_admin(repo)
-    operations = payouts(30)
-    commits = 0
-    real_commit = repo.commit
-
-    def commit_then_crash(*args: Any, **kwargs: Any) -> None:
-        nonlocal commits
-        real_commit(*args, **kwargs)
-        commits += 1
-        if commits == 2:
-            raise RuntimeError("crash after the second chunk committed")
-
-    repo.commit = commit_then_crash  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError):
-        Settlement(
-            crashed_admin, prediction_id="p-9", operations=operations, actor="ops", reason="r", chunk_size=8
-        ).run()
-    repo.commit = real_commit  # type: ignore[method-assign]
-
-    plan = Settlement(
-        make_admin(repo), prediction_id="p-9", operations=operations, actor="ops", reason="r", chunk_size=8
-    )
-    assert plan.progress()["chunks_pending"] == [2, 3]
-    report = plan.run()
-    assert (report.chunks_written, report.chunks_already_done) == (2, 2)
-    owed: dict[str, int] = {}
-    for payout in operations:
-        owed[payout.user_id] = owed.get(payout.user_id, 0) + payout.amount
-    for user_id, amount in owed.items():
-        assert repo.accounts[user_id].balance == amount
-        repo.assert_consistent(user_id)
-    assert len(repo.entries) == 30
-    changed = [*operations[:-1], BatchOperation("u1", EntryType.PAYOUT, 1, related_id="p-9")]
-    with pytest.raises(IdempotencyKeyReused):
-        Settlement(
-            make_admin(repo), prediction_id="p-9", operations=changed, actor="ops", reason="r", chunk_size=8
-        ).run()
+        refunds_from_stakes([("u-a", -1)])
+    chunks = chunked([(f"u-{i}", 1) for i in range(100)])
+    assert [len(c) for c in chunks] == [BATCH_OPERATIONS_MAX, BATCH_OPERATIONS_MAX, 2]
+    assert 2 * BATCH_OPERATIONS_MAX + 1 <= TRANSACTION_ACTIONS_MAX

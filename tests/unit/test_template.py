@@ -272,6 +272,10 @@ def test_schedule_retries_and_keeps_events_it_cannot_deliver(resource: str) -> N
 def test_queue_is_encrypted_and_alarmed(queue: str) -> None:
     p = props(queue)
     assert p.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in p, f"{queue}: encrypted at rest"
+    if "RedrivePolicy" in p:  # a work queue: its messages are work, but work waiting long is stuck
+        alarms = [a for a, m in watched("AWS/SQS", "ApproximateAgeOfOldestMessage") if queue in dimension_refs(m)]
+        assert alarms, f"{queue}: work waiting too long must raise an alarm"
+        return
     alarms = [a for a, m in watched("AWS/SQS", "ApproximateNumberOfMessagesVisible") if queue in dimension_refs(m)]
     assert alarms, f"{queue}: a message here is a failed run; an alarm must say so"
 

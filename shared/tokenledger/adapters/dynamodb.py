@@ -151,11 +151,20 @@ def _plain_to_attr(value: Any) -> dict[str, Any]:
 class DynamoLedgerRepository:
     """`LedgerRepository` on three tables: accounts, entries, idempotency records."""
 
-    def __init__(self, client: Any, *, accounts_table: str, entries_table: str, idempotency_table: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        accounts_table: str,
+        entries_table: str,
+        idempotency_table: str,
+        predictions_table: str | None = None,
+    ) -> None:
         self.client = client
         self.accounts_table = accounts_table
         self.entries_table = entries_table
         self.idempotency_table = idempotency_table
+        self.predictions_table = predictions_table
 
     # ---------------------------------------------------------------- reads
     def get_account(self, user_id: str) -> Account | None:
@@ -304,17 +313,7 @@ class DynamoLedgerRepository:
             items.append({"Put": self._idempotency_put(idempotency)})
             roles.append(("idempotency", idempotency.pk))
         for guard in guards:
-            item = {guard.key: _s(guard.pk), **{k: _plain_to_attr(v) for k, v in guard.attributes.items()}}
-            items.append(
-                {
-                    "Put": {
-                        "TableName": guard.table or self.idempotency_table,
-                        "Item": item,
-                        "ConditionExpression": "attribute_not_exists(#k)",
-                        "ExpressionAttributeNames": {"#k": guard.key},
-                    }
-                }
-            )
+            items.append(self._guard_action(guard))
             roles.append(("guard", guard.name))
         token = hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:36]
         try:
@@ -323,6 +322,23 @@ class DynamoLedgerRepository:
             if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
             raise self._refusal(error, roles, writes, idempotency) from None
+
+    def _guard_action(self, guard: Guard) -> dict[str, Any]:
+        """Put-if-absent (or, `check_only`, a ConditionCheck that it is absent) of a guard item."""
+        key: AttributeMap = {guard.key: _s(guard.pk)}
+        table = guard.table or self.idempotency_table
+        if guard.sk is not None:
+            if self.predictions_table is None:
+                raise InvariantViolation("a prediction guard needs PREDICTIONS_TABLE")
+            key = {"pk": _s(guard.pk), "sk": _s(guard.sk)}
+            table = self.predictions_table
+        absent = {"ConditionExpression": "attribute_not_exists(#k)", "ExpressionAttributeNames": {"#k": "pk"}}
+        if guard.sk is None:
+            absent["ExpressionAttributeNames"] = {"#k": guard.key}
+        if guard.check_only:
+            return {"ConditionCheck": {"TableName": table, "Key": key, **absent}}
+        item = {**key, **{k: _plain_to_attr(v) for k, v in guard.attributes.items()}}
+        return {"Put": {"TableName": table, "Item": item, **absent}}
 
     def _account_update(self, write: AccountWrite) -> dict[str, Any]:
         before, after = write.before, write.after
@@ -388,7 +404,7 @@ class DynamoLedgerRepository:
             code = reason.get("Code", "None")
             if code in ("None", None):
                 continue
-            if code in RETRYABLE_CANCELLATIONS and befores:
+            if code in RETRYABLE_CANCELLATIONS:
                 # Another transaction touched one of our items at the same moment, or DynamoDB
                 # throttled one item: nothing was written, so plan again (after backoff) as is.
                 for user_id, before in befores.items():

@@ -142,3 +142,21 @@ class AlreadyClawedBack(LedgerError):
     code = "already_clawed_back"
     status = 409
     title = "Purchase already clawed back"
+
+
+class PredictionClosed(LedgerError):
+    code = "prediction_closed"
+    status = 409
+    title = "Prediction closed"
+
+
+class PoolExceeded(LedgerError):
+    code = "pool_exceeded"
+    status = 409
+    title = "Payouts exceed what the prediction took in"
+
+
+class AlreadySettled(LedgerError):
+    code = "already_settled"
+    status = 409
+    title = "Prediction already settled"

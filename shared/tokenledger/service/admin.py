@@ -1,4 +1,4 @@
-"""Admin use cases: all-or-nothing batches, reversals, balance summaries, opening accounts, settlement.
+"""Admin use cases: all-or-nothing batches, reversals, balance summaries, opening accounts.
 
 Every write here goes through the one write path, `Ledger.write`: one strongly consistent read
 of the accounts, then one `TransactWriteItems` holding the account updates, the entries and the
@@ -24,6 +24,7 @@ from tokenledger.domain.errors import (
     InvariantViolation,
     NotFound,
     NothingToReverse,
+    PredictionClosed,
     ValidationFailed,
 )
 from tokenledger.domain.model import AMOUNT_MAX, Account, Entry, EntryDraft, EntryType
@@ -31,6 +32,7 @@ from tokenledger.service.clawback import CLAWBACK_ATTEMPTS_MAX, CLAWBACK_STEP_GU
 from tokenledger.service.idempotency import IDEMPOTENCY_TTL_S, IdempotencyScope, request_hash
 from tokenledger.service.ledger import GuardFailed, Ledger, WriteResult, admin_draft
 from tokenledger.service.ports import AccountWrite, Guard, TransactionRefused
+from tokenledger.service.prediction_keys import CLOSED_GUARD, closed_check, prediction_of, stake_put
 
 # DynamoDB's limit on the actions of one TransactWriteItems.
 TRANSACTION_ACTIONS_MAX = 100
@@ -50,8 +52,7 @@ WELCOME_GRANT_ACTOR = "system:post-confirmation"
 WELCOME_GRANT_REASON = "welcome grant at sign-up"
 WELCOME_GRANT_ROUTE = "cognito:PostConfirmation"
 WELCOME_GRANT_KEY = "welcome-grant"
-SETTLEMENT_ROUTE = "settlement"
-SETTLEMENT_ENTRY_TYPES = frozenset({EntryType.PAYOUT, EntryType.REFUND})
+STAKE_CHAIN_STEPS_MAX = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,12 +172,26 @@ class AdminOperations:
             pk=guard_pk,
             attributes={"kind": "reversal", "entry_id": entry_id, "user_id": original.user_id, "actor": actor},
         )
+        prediction_guards: list[Guard] = []
+        prediction_id = prediction_of(original.counterparty)
+        if prediction_id is not None and self._moves_stake(original):
+            # Reversing a commitment (or restoring one) changes what the prediction took in:
+            # refused once it is closed, and recorded as a stake item in the same transaction.
+            prediction_guards = [
+                closed_check(prediction_id),
+                stake_put(
+                    prediction_id,
+                    user_id=original.user_id,
+                    amount=original.amount,
+                    request=f"reversal|{original.entry_id}",
+                ),
+            ]
         stripe_purchase = (
             original.type is EntryType.PURCHASE and original.counterparty == STRIPE and original.related_id is not None
         )
         attempts = CLAWBACK_ATTEMPTS_MAX if stripe_purchase else 1
         for _ in range(attempts):
-            amount, guards, metadata = -original.amount, [guard], {}
+            amount, guards, metadata = -original.amount, [guard, *prediction_guards], {}
             if stripe_purchase and original.related_id is not None:
                 level, step_pk = clawback_level(self.ledger.repo, original.related_id)
                 due = original.amount - level
@@ -220,6 +235,11 @@ class AdminOperations:
             except GuardFailed as failed:
                 if REVERSAL_GUARD in failed.names:
                     break
+                if CLOSED_GUARD in failed.names:
+                    raise PredictionClosed(
+                        f"entry {entry_id} moved tokens to prediction {prediction_id}, which is closed",
+                        prediction_id=prediction_id,
+                    ) from None
                 continue  # a refund or dispute moved the purchase's clawback level first: read it again
             except InsufficientBalance:
                 # Reversing a credit twice fails on the balance before the guard is ever tried.
@@ -230,6 +250,19 @@ class AdminOperations:
             if stripe_purchase:
                 raise ContentionExhausted(f"refunds or disputes of purchase {entry_id} kept moving; retry")
         raise AlreadyReversed(f"entry {entry_id} was already reversed", entry_id=entry_id)
+
+    def _moves_stake(self, entry: Entry) -> bool:
+        """Whether reversing `entry` changes a prediction's pool: a commitment, or a reversal chain ending in one."""
+        for _ in range(STAKE_CHAIN_STEPS_MAX):
+            if entry.type is EntryType.COMMITMENT:
+                return True
+            if entry.type is not EntryType.REVERSAL or entry.reverses is None:
+                return False
+            found = self.ledger.repo.find_entry(entry.reverses)
+            if found is None:
+                return False
+            entry = found
+        raise InvariantViolation(f"a reversal chain longer than {STAKE_CHAIN_STEPS_MAX} entries")
 
     # ------------------------------------------------------------------ reads
     def balances(self, user_ids: Sequence[str]) -> dict[str, Any]:
@@ -307,133 +340,3 @@ def _refuse_first_overdraft(accounts: Mapping[str, Account], indexed: dict[str, 
             index=index,
             user_id=user_id,
         )
-
-
-# ---------------------------------------------------------------------- settlement
-@dataclass(frozen=True, slots=True)
-class ChunkOutcome:
-    index: int
-    chunks_total: int
-    operations: int
-    tokens: int
-    written: bool  # False: this chunk had already been written by an earlier run
-
-
-@dataclass(frozen=True, slots=True)
-class SettlementReport:
-    settlement_id: str
-    chunks_total: int
-    chunks_written: int
-    chunks_already_done: int
-    operations: int
-    tokens: int
-
-
-class Settlement:
-    """Pay out (or refund) a whole prediction in chunks of one transaction each.
-
-    Atomicity is per chunk, not per settlement. Each chunk is written through `Ledger.write`
-    with an idempotency record keyed on (settlement, chunk number) and kept forever, holding a
-    hash of the whole plan. That record, written in the chunk's own transaction, is the
-    recorded progress: a run after a crash skips every chunk whose record exists, and a chunk
-    caught mid-flight is replayed from its record, so nobody is paid twice. Resuming with a
-    different list of payouts (or chunk size) under the same settlement id is refused.
-    """
-
-    def __init__(
-        self,
-        admin: AdminOperations,
-        *,
-        prediction_id: str,
-        operations: Sequence[BatchOperation],
-        actor: str,
-        reason: str,
-        settlement_id: str | None = None,
-        chunk_size: int = BATCH_OPERATIONS_MAX,
-    ) -> None:
-        if not 1 <= chunk_size <= BATCH_OPERATIONS_MAX:
-            raise ValidationFailed(f"chunk size must be 1..{BATCH_OPERATIONS_MAX}, not {chunk_size}")
-        if not operations:
-            raise ValidationFailed("a settlement needs at least one payout")
-        for op in operations:
-            if op.type not in SETTLEMENT_ENTRY_TYPES or op.related_id != prediction_id:
-                raise InvariantViolation(f"a settlement of {prediction_id} pays {op.type} on {op.related_id}")
-        self.admin = admin
-        self.settlement_id = settlement_id or prediction_id
-        self.operations = list(operations)
-        self.actor = actor
-        self.reason = reason
-        self.chunk_size = chunk_size
-        self.plan_hash = request_hash(
-            {
-                "settlement_id": self.settlement_id,
-                "prediction_id": prediction_id,
-                "chunk_size": chunk_size,
-                "reason": reason,
-                "operations": [[op.user_id, str(op.type), op.amount] for op in self.operations],
-            }
-        )
-
-    @property
-    def chunks_total(self) -> int:
-        return -(-len(self.operations) // self.chunk_size)
-
-    def chunk(self, index: int) -> list[BatchOperation]:
-        return self.operations[index * self.chunk_size : (index + 1) * self.chunk_size]
-
-    def scope(self, index: int) -> IdempotencyScope:
-        return IdempotencyScope(
-            caller=self.settlement_id,
-            route=SETTLEMENT_ROUTE,
-            key=f"chunk-{index:06d}",
-            request_hash=request_hash({"plan": self.plan_hash, "chunk": index}),
-        )
-
-    def is_done(self, index: int) -> bool:
-        """Whether chunk `index` was written (refuses if it was written for a different plan)."""
-        scope = self.scope(index)
-        stored = self.admin.ledger.repo.get_idempotency(scope.pk)
-        if stored is None:
-            return False
-        scope.check_replay(stored)
-        return True
-
-    def run(self, on_chunk: Callable[[ChunkOutcome], None] = lambda _: None) -> SettlementReport:
-        written = already = 0
-        for index in range(self.chunks_total):
-            chunk = self.chunk(index)
-            done = self.is_done(index)
-            if not done:
-                result = self.admin.write_operations(
-                    chunk, actor=self.actor, reason=self.reason, scope=self.scope(index), idempotency_ttl_s=None
-                )
-                done = result.replayed  # a concurrent run wrote it first
-            written += not done
-            already += done
-            on_chunk(
-                ChunkOutcome(
-                    index=index,
-                    chunks_total=self.chunks_total,
-                    operations=len(chunk),
-                    tokens=sum(op.amount for op in chunk),
-                    written=not done,
-                )
-            )
-        return SettlementReport(
-            settlement_id=self.settlement_id,
-            chunks_total=self.chunks_total,
-            chunks_written=written,
-            chunks_already_done=already,
-            operations=len(self.operations),
-            tokens=sum(op.amount for op in self.operations),
-        )
-
-    def progress(self) -> dict[str, Any]:
-        """Which chunks are written, read from their idempotency records (one GetItem each)."""
-        pending = [index for index in range(self.chunks_total) if not self.is_done(index)]
-        return {
-            "settlement_id": self.settlement_id,
-            "chunks_total": self.chunks_total,
-            "chunks_done": self.chunks_total - len(pending),
-            "chunks_pending": pending,
-        }

@@ -21,6 +21,7 @@ from tokenledger.domain.errors import (
     InsufficientBalance,
     InvariantViolation,
     NotFound,
+    PredictionClosed,
     VersionConflict,
 )
 from tokenledger.domain.model import Account, Entry, EntryDraft, EntryType, apply_drafts
@@ -34,6 +35,7 @@ from tokenledger.service.ports import (
     StoredResponse,
     TransactionRefused,
 )
+from tokenledger.service.prediction_keys import CLOSED_GUARD, closed_check, stake_put
 
 WRITE_ATTEMPTS_MAX = 6
 RETRY_DELAY_MS_BASE = 5
@@ -177,7 +179,11 @@ class Ledger:
         scope: IdempotencyScope,
         if_match: int | None = None,
     ) -> WriteResult:
-        """Debit `amount` from the user toward a prediction."""
+        """Debit `amount` from the user toward a prediction, unless the prediction is closed.
+
+        The same transaction checks the prediction's closed marker and puts its stake item
+        (`prediction_keys`): a commitment after the close is refused, never written.
+        """
         draft = EntryDraft(
             type=EntryType.COMMITMENT,
             amount=-amount,
@@ -185,7 +191,16 @@ class Ledger:
             related_id=prediction_id,
             metadata=metadata,
         )
-        return self.write_single(user_id, draft, scope=scope, if_match=if_match)
+        guards = [
+            closed_check(prediction_id),
+            stake_put(prediction_id, user_id=user_id, amount=amount, request=scope.pk),
+        ]
+        try:
+            return self.write_single(user_id, draft, scope=scope, if_match=if_match, guards=guards)
+        except GuardFailed as refused:
+            if refused.names != [CLOSED_GUARD]:
+                raise InvariantViolation(f"commitment refused by {refused.names}") from None
+            raise PredictionClosed(f"prediction {prediction_id} is closed", prediction_id=prediction_id) from None
 
     def admin_entry(
         self,

@@ -43,6 +43,8 @@ class Guard:
 
     `name` identifies it in a refusal. It lives in the idempotency table under `pk` and never expires,
     unless `table` names another table, whose key attribute is `key` (a Stripe event's record).
+    With `sk` it lives in the predictions table under (pk, sk); with `check_only` it is a
+    `ConditionCheck` (e.g. "prediction P is not closed") and puts nothing.
     """
 
     name: str
@@ -50,6 +52,10 @@ class Guard:
     attributes: dict[str, Any] = field(default_factory=dict)
     table: str | None = None
     key: str = "pk"
+    # With `sk`, the item lives in the predictions table under (pk, sk) instead.
+    sk: str | None = None
+    # A check only: the transaction fails if the item exists, and puts nothing (a ConditionCheck).
+    check_only: bool = False
 
 
 class TransactionRefused(Exception):
