@@ -6,7 +6,6 @@ import io
 import json
 import subprocess
 import sys
-import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,23 +248,27 @@ def test_progress_bar_draws_on_a_terminal_only() -> None:
     assert pipe.getvalue() == ""
 
 
-def test_a_settle_module_adds_its_subcommand(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    settle = types.ModuleType("infra.settle")
+def test_settle_ends_a_prediction_through_the_api_and_the_local_queue(run: Any, tmp_path: Path) -> None:
+    alice, bob, prediction = new_user(), new_user(), f"p-{uuid.uuid4().hex[:8]}"
+    for user in (alice, bob):
+        assert run("grant", user, "100", "--reason", "funds")[0] == 0
+    assert run("commit", alice, "30", "--prediction", prediction)[0] == 0
+    assert run("commit", bob, "20", "--prediction", prediction)[0] == 0
+    payouts = tmp_path / "payouts.csv"
+    payouts.write_text(f"user_id,amount\n{alice},50\n", encoding="utf-8")
+    argv = ("settle", prediction, "--payouts", str(payouts), "--reason", "alice won", "--json")
 
-    def add_parser(subparsers: Any) -> None:
-        parser = subparsers.add_parser("settle", help="settle a prediction")
-        parser.add_argument("prediction")
-        parser.set_defaults(func=lambda args: print(f"settling {args.prediction} via {args.client.base_url}") or 0)
-
-    settle.add_parser = add_parser  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "infra.settle", settle)
-
-    code = cli.main(["--url", "http://example.invalid", "settle", "p-9"])
-
+    code, out, _ = run(*argv, "--wait")  # make run's queue pump plays the settlement worker
     assert code == 0
-    assert capsys.readouterr().out == "settling p-9 via http://example.invalid\n"
+    done = json.loads(out)
+    assert (done["status"], done["paid_total"], done["taken_in"]) == ("completed", 50, 50)
+    code, out, _ = run(*argv)  # the same command again: the same settlement, nothing paid twice
+    assert code == 0 and json.loads(out)["settlement_id"] == done["settlement_id"]
+    assert json.loads(run("balance", alice, "--json")[1])["balance"] == 120
+    code, _, err = run("commit", bob, "1", "--prediction", prediction)
+    assert code == 1 and "prediction_closed" in err
+    code, _, err = run("settle", prediction, "--cancel", "--payouts", str(payouts), "--reason", "x")
+    assert code == 2
 
 
 def test_the_console_script_is_installed() -> None:
