@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
+
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger

@@ -12,6 +12,8 @@ would put a user's later entry on the bus before an earlier one. docs/events.md.
 
 from __future__ import annotations
 
+import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
+
 import os
 from typing import Any
 

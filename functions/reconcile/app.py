@@ -15,6 +15,8 @@ publishes again.
 
 from __future__ import annotations
 
+import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
+
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics

@@ -6,6 +6,8 @@ The whole event is never logged (it carries customer data); only ids, type and o
 
 from __future__ import annotations
 
+import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
+
 import base64
 
 from aws_lambda_powertools import Logger, Metrics

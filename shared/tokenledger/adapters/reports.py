@@ -272,6 +272,7 @@ def build_audit_from_env() -> AuditWiring:
     import boto3
 
     from tokenledger.adapters.dynamodb import CLIENT_CONFIG, make_client
+    from tokenledger.adapters.lazy import LazyClient
     from tokenledger.adapters.scan import DynamoAuditReads, StripePayments, table_exists
 
     settings = ReconcileSettings.from_env()
@@ -289,5 +290,6 @@ def build_audit_from_env() -> AuditWiring:
         dynamodb=dynamodb,
         probe=DynamoAuditReads(dynamodb, accounts_table=settings.accounts_table, entries_table=settings.entries_table),
         payments=payments,
-        store=ReportStore(boto3.client("s3", config=CLIENT_CONFIG), bucket=settings.reports_bucket),
+        # Made on first use: the audit routes never touch S3, only the latest report does.
+        store=ReportStore(LazyClient(lambda: boto3.client("s3", config=CLIENT_CONFIG)), bucket=settings.reports_bucket),
     )
