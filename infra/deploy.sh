@@ -18,6 +18,8 @@ TOOLS_DIR=${TOKENLEDGER_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/token
 TOOLS_PYTHON=${TOOLS_PYTHON:-python3}
 VENV="$TOOLS_DIR/aws-sam-cli-$SAM_CLI_VERSION"
 export SAM_CLI_TELEMETRY=0
+# boto3 (SAM's) reads AWS_DEFAULT_REGION; the AWS CLI v2 and the Lambda runtime say AWS_REGION.
+if [[ -n "${AWS_REGION:-}" && -z "${AWS_DEFAULT_REGION:-}" ]]; then export AWS_DEFAULT_REGION=$AWS_REGION; fi
 
 die() { echo "error: $*" >&2; exit 2; }
 

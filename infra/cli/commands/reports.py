@@ -73,15 +73,19 @@ def reconcile(args: argparse.Namespace) -> int:
 
 def _reconcile_on_aws(args: argparse.Namespace) -> int:
     import json
+    import os
 
     import boto3
     from botocore.config import Config
 
-    resource = boto3.client("cloudformation").describe_stack_resource(
+    # boto3 reads AWS_DEFAULT_REGION; the AWS CLI v2 also AWS_REGION.
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or None
+    session = boto3.session.Session(region_name=region)
+    resource = session.client("cloudformation").describe_stack_resource(
         StackName=args.stack, LogicalResourceId=RECONCILE_LOGICAL_ID
     )
     function = resource["StackResourceDetail"]["PhysicalResourceId"]
-    client = boto3.client("lambda", config=Config(read_timeout=LAMBDA_READ_TIMEOUT_S, retries={"max_attempts": 0}))
+    client = session.client("lambda", config=Config(read_timeout=LAMBDA_READ_TIMEOUT_S, retries={"max_attempts": 0}))
     if args.no_wait:
         client.invoke(FunctionName=function, InvocationType="Event", Payload=b"{}")
         print(f"started {function}; read the report with: tokenledger reports latest")
