@@ -7,6 +7,8 @@ settlement resumes from its recorded progress either way.
 
 from __future__ import annotations
 
+import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
+
 import json
 from typing import Any
 
