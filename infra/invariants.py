@@ -43,6 +43,41 @@ def chain_of(dynamodb: Any, stack: Stack, user_id: str) -> list[dict[str, int]]:
     ]
 
 
+def hash_chain_problem(dynamodb: Any, stack: Stack, user_id: str) -> str | None:
+    """The first break of the user's hash chain (entries, then the account's head), or None.
+
+    Entries without a hash (written before the chain) may only come first.
+    """
+    from tokenledger.adapters.dynamodb import entry_from_item
+    from tokenledger.domain.chain import GENESIS_HASH, entry_hash
+
+    names = {k: v["TableName"] for k, v in stack.table_definitions().items()}
+    kwargs: dict[str, Any] = {
+        "TableName": names["EntriesTable"],
+        "KeyConditionExpression": "user_id = :u",
+        "ExpressionAttributeValues": {":u": {"S": user_id}},
+        "ConsistentRead": True,
+    }
+    prev: str | None = None
+    while True:
+        page = dynamodb.query(**kwargs)
+        for item in page["Items"]:
+            entry = entry_from_item(item)
+            if entry.hash is None and prev is None:
+                continue
+            if entry.hash != entry_hash(entry, prev or GENESIS_HASH):
+                return f"seq {entry.seq}: hash does not chain"
+            prev = entry.hash
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    account = dynamodb.get_item(TableName=names["AccountsTable"], Key={"user_id": {"S": user_id}}, ConsistentRead=True)
+    head = (account.get("Item") or {}).get("head_hash", {}).get("S")
+    if prev is not None and head is not None and head != prev:  # test seeds may leave the head out
+        return "the account's head hash is not the last entry's hash"
+    return None
+
+
 def assert_account_consistent(dynamodb: Any, stack: Stack, user_id: str) -> dict[str, int]:
     """Seq 1..n without gaps, the chain holds, never negative, version = n, balance = last."""
     names = {k: v["TableName"] for k, v in stack.table_definitions().items()}
@@ -60,4 +95,6 @@ def assert_account_consistent(dynamodb: Any, stack: Stack, user_id: str) -> dict
     require(version == len(chain), "version must equal the last seq")
     require(balance == running, "stored balance must equal the chain's")
     require(balance >= 0, "stored balance below zero")
+    broken = hash_chain_problem(dynamodb, stack, user_id)
+    require(broken is None, f"hash chain: {broken}")
     return {"balance": balance, "version": version, "entries": len(chain)}

@@ -150,11 +150,17 @@ def test_a_healthy_ledger_reports_healthy_with_the_report_the_snapshot_and_lates
     assert read_json("reports/latest.json") == report
     assert report["snapshot_key"].startswith(f"reports/{year}/{month}/{day}/")
     snapshot = sorted(read_lines(report["snapshot_key"]), key=lambda line: line["user_id"])
+
+    def head(user_id: str) -> str:
+        # The digest of the run: every account's head hash, the hash of its entry at `version`.
+        item = aws["dynamodb"].get_item(TableName=TABLES["AccountsTable"], Key=account_key(user_id))["Item"]
+        return str(item["head_hash"]["S"])
+
     expected = sorted(
         [
-            {"user_id": alice, "balance": 65, "version": 3},
-            {"user_id": bob, "balance": 40, "version": 1},
-            {"user_id": carol, "balance": 1, "version": 1},
+            {"user_id": alice, "balance": 65, "version": 3, "head_hash": head(alice)},
+            {"user_id": bob, "balance": 40, "version": 1, "head_hash": head(bob)},
+            {"user_id": carol, "balance": 1, "version": 1, "head_hash": head(carol)},
         ],
         key=lambda line: line["user_id"],
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +15,9 @@ import pytest
 from infra.api import LocalApi
 from tests.conftest import STACK, Client
 from tests.invariants import assert_account_consistent
-from tokenledger.domain.chain import GENESIS_HASH
+from tokenledger.adapters.dynamodb import entry_from_item, entry_to_item
+from tokenledger.domain.chain import GENESIS_HASH, entry_hash
+from tokenledger.domain.model import Entry, EntryType
 from tokenledger.service import statements
 from tokenledger.service.statements import verify_statement
 
@@ -174,3 +179,77 @@ def test_too_many_entries_for_one_statement_is_422_statement_too_large(
     response = user.get("/v1/statements", **{"from": EARLY, "to": LATE})
     assert response.status == 422 and response.json["code"] == "statement_too_large"
     assert user.get("/v1/statements", **{"from": history[1]["created_at"], "to": LATE}).status == 200
+
+
+def test_a_rewrite_redone_with_fresh_hashes_passes_alone_but_not_against_the_digest(
+    api: LocalApi, user: Client, admin: Client, history: list[dict[str, Any]], aws: dict[str, Any], tmp_path: Path
+) -> None:
+    from infra import cli
+    from tests.integration.test_reconcile import BUCKET, TABLES, read_lines, reconcile, s3
+
+    report = reconcile(api)
+    digest = tmp_path / "digest.jsonl"
+    digest.write_bytes(s3().get_object(Bucket=BUCKET, Key=report["snapshot_key"])["Body"].read())
+    honest = tmp_path / "honest.json"
+    honest.write_text(json.dumps(user.get("/v1/statements", **{"from": EARLY, "to": LATE}).json))
+    assert {line["user_id"]: line["head_hash"] for line in read_lines(report["snapshot_key"])}[user.sub] == (
+        history[-1]["hash"]
+    )
+    assert cli.main(["verify", str(honest)]) == cli.EXIT_OK
+    assert cli.main(["verify", str(honest), "--digest", str(digest)]) == cli.EXIT_OK
+
+    # Someone with write access turns the 30-token commitment into 20 and, knowing the encoding
+    # (it is public), recomputes every later hash and the account's head: the chain verifies.
+    db, prev, balance = aws["dynamodb"], history[0]["hash"], history[0]["balance_after"]
+    for raw in history[1:]:
+        amount = -20 if raw["seq"] == 2 else raw["amount"]
+        balance += amount
+        forged = replace(entry_from_item(entry_to_item_of(raw)), amount=amount, balance_after=balance, hash=None)
+        forged = replace(forged, hash=entry_hash(forged, prev))
+        db.put_item(TableName=TABLES["EntriesTable"], Item=entry_to_item(forged))
+        prev = forged.hash
+    db.update_item(
+        TableName=TABLES["AccountsTable"],
+        Key={"user_id": {"S": user.sub}},
+        UpdateExpression="SET balance = :b, head_hash = :h",
+        ExpressionAttributeValues={":b": {"N": str(balance)}, ":h": {"S": prev}},
+    )
+    assert admin.get(f"/v1/admin/accounts/{user.sub}/audit").json["consistent"] is True  # the chain alone: fooled
+    rewritten = tmp_path / "rewritten.json"
+    rewritten.write_text(json.dumps(user.get("/v1/statements", **{"from": EARLY, "to": LATE}).json))
+    assert cli.main(["verify", str(rewritten)]) == cli.EXIT_OK
+    assert cli.main(["verify", str(rewritten), "--digest", str(digest)]) == cli.EXIT_INCONSISTENT  # the digest: not
+
+
+def test_verify_refuses_what_is_not_a_statement(tmp_path: Path) -> None:
+    from infra import cli
+
+    junk = tmp_path / "junk.json"
+    junk.write_text("[1, 2]")
+    assert cli.main(["verify", str(junk)]) == cli.EXIT_USAGE
+    junk.write_text("{not json")
+    assert cli.main(["verify", str(junk)]) == cli.EXIT_USAGE
+    junk.write_text("{}")
+    assert cli.main(["verify", str(junk)]) == cli.EXIT_INCONSISTENT
+
+
+def entry_to_item_of(raw: dict[str, Any]) -> dict[str, Any]:
+    """An API entry back to its table item (the fields the hash covers)."""
+    entry = Entry(
+        entry_id=raw["entry_id"],
+        user_id=raw["user_id"],
+        seq=raw["seq"],
+        type=EntryType(raw["type"]),
+        amount=raw["amount"],
+        balance_after=raw["balance_after"],
+        counterparty=raw["counterparty"],
+        related_id=raw["related_id"],
+        metadata=raw["metadata"],
+        created_at=raw["created_at"],
+        reverses=raw["reverses"],
+        reason=raw.get("reason"),
+        actor=raw.get("actor"),
+        unrecovered=raw.get("unrecovered"),
+        hash=raw["hash"],
+    )
+    return entry_to_item(entry)

@@ -632,9 +632,14 @@ def build_report(
 
 
 def snapshot_line(account: Account) -> str:
-    """One JSON Lines record of the balance snapshot."""
+    """One JSON Lines record of the balance snapshot, which is also the run's digest of head hashes."""
     return json.dumps(
-        {"user_id": account.user_id, "balance": account.balance, "version": account.version},
+        {
+            "user_id": account.user_id,
+            "balance": account.balance,
+            "version": account.version,
+            "head_hash": account.head_hash,
+        },
         separators=(",", ":"),
     )
 

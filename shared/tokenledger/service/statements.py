@@ -281,3 +281,40 @@ def verify_statement(body: dict[str, Any]) -> list[str]:
     if stated != {k: v for k, v in totals.items() if v}:
         problems.append("totals_by_type do not add up to the entries")
     return problems
+
+
+STATEMENT_FILE_BYTES_MAX = 64 * 1024 * 1024
+DIGEST_LINES_MAX = 10_000_000
+
+
+def digest_problems(body: dict[str, Any], digest_lines: Iterator[str]) -> tuple[list[str], int]:
+    """Check a statement against a reconciliation digest (the run's `.snapshot.jsonl`).
+
+    The digest records each account's `version` and `head_hash` at that run. If the statement
+    holds the entry at that seq (or opens right after it), its hash must be the recorded head:
+    a history rewritten after the run cannot match it, however consistently it was redone.
+    Returns (problems, anchors checked): 0 anchors means the digest says nothing about this
+    statement (another user, or a run before or after its period).
+    """
+    import json
+
+    user_id = body.get("user_id")
+    by_seq: dict[int, str | None] = {int(body.get("opening_seq", 0)): body.get("opening_hash")}
+    for raw in body.get("entries") or []:
+        if isinstance(raw, dict) and isinstance(raw.get("seq"), int):
+            by_seq[raw["seq"]] = raw.get("hash")
+    for count, line in enumerate(digest_lines):
+        if count >= DIGEST_LINES_MAX:
+            break
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if record.get("user_id") != user_id:
+            continue
+        version = int(record.get("version", 0))
+        if version not in by_seq or version == 0:
+            return [], 0
+        if by_seq[version] != record.get("head_hash"):
+            return [f"seq {version}: hash differs from the digest's head hash ({record.get('head_hash')})"], 1
+        return [], 1
+    return [], 0
