@@ -397,11 +397,16 @@ async function showSettlement(id, box) {
       const total = s.payouts_total || 0;
       const paid = s.paid_total || 0;
       const kind = { completed: "ok", failed: "bad" }[s.status] || "warn";
+      // Progress by chunks when the service reports them (a large settlement runs in chunks), else by tokens.
+      const byChunks = typeof s.chunks_total === "number" && s.chunks_total > 0;
+      const max = byChunks ? s.chunks_total : Math.max(total, 1);
+      const value = s.status === "completed" ? max : byChunks ? s.chunks_done || 0 : paid;
+      const chunks = byChunks ? ` · chunk ${fmt.int(s.chunks_done || 0)} of ${fmt.int(s.chunks_total)}` : "";
       box.replaceChildren(el("section", { class: "card", "aria-labelledby": "settle-h" },
         el("h2", { id: "settle-h" }, `Settlement of ${id} `, badge(kind, s.status)),
-        el("label", {}, `Paid ${fmt.int(paid)} of ${fmt.int(total)} tokens · ${fmt.int(s.entries_written)} entries written`,
-          el("progress", { class: "progress", max: Math.max(total, 1), value: s.status === "completed" && !total ? 1 : paid })),
-        jsonBlock(s)));
+        el("label", {}, `Paid ${fmt.int(paid)} of ${fmt.int(total)} tokens · ${fmt.int(s.entries_written)} entries written${chunks}`,
+          el("progress", { class: "progress", id: "settlement-progress", max, value })),
+        el("details", {}, el("summary", {}, "Details"), jsonBlock(s))));
       if (s.status === "pending" || s.status === "running") setTimeout(tick, SETTLEMENT_POLL_MS);
     } catch (error) {
       if (error instanceof ApiError && error.status === 404 && !error.routeMissing) box.replaceChildren(notice("warn", `${id} has no settlement yet.`));
