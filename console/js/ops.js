@@ -9,6 +9,13 @@ const BATCH_TYPES = ["grant", "payout", "refund", "adjustment"];
 const SETTLEMENT_POLL_MS = 1000;
 const ID = /^[A-Za-z0-9_.:@-]{1,128}$/;
 const enc = encodeURIComponent;
+const STATEMENT_DAYS = 365; // a statement spans at most 366 days (statement_too_large beyond)
+
+/** The last year up to a minute from now: the range the account page and the reversal lookup read. */
+function lastYear() {
+  const now = Date.now();
+  return { from: new Date(now - STATEMENT_DAYS * 86400000).toISOString(), to: new Date(now + 60000).toISOString() };
+}
 
 // ------------------------------------------------------------------ reports
 export async function reportsPage(view, ctx) {
@@ -122,10 +129,10 @@ export async function accountPage(view, ctx, userId) {
     if (!audit.value.consistent) summary.append(repairForm(userId, ctx));
   } else summary.append(unavailable(audit.reason, "The audit"));
 
-  const statementBox = el("section", { class: "card", "aria-labelledby": "acct-stmt-h" }, el("h2", { id: "acct-stmt-h" }, "Entries and balance over time"));
+  const statementBox = el("section", { class: "card", "aria-labelledby": "acct-stmt-h" }, el("h2", { id: "acct-stmt-h" }, "Entries and balance over the last year"));
   view.append(statementBox);
   try {
-    const statement = await get(`/v1/admin/accounts/${enc(userId)}/statement`, { query: { from: "2000-01-01T00:00:00Z", to: new Date(Date.now() + 60000).toISOString() } });
+    const statement = await get(`/v1/admin/accounts/${enc(userId)}/statement`, { query: lastYear() });
     const entries = statement.entries || [];
     statementBox.append(balanceChart(`${userId}: balance over time`, entries),
       table("Entries, oldest first", [...entryColumns(), { label: "", value: (e) => el("a", { href: `#/ops/reversal?user_id=${enc(userId)}&entry_id=${enc(e.entry_id)}` }, "Reverse…") }], entries, { id: "account-entries" }));
@@ -291,7 +298,7 @@ export async function reversalPage(view, ctx) {
     const parts = [];
     if (userId.value.trim()) {
       try {
-        const statement = await get(`/v1/admin/accounts/${enc(userId.value.trim())}/statement`, { query: { from: "2000-01-01T00:00:00Z", to: new Date(Date.now() + 60000).toISOString() } });
+        const statement = await get(`/v1/admin/accounts/${enc(userId.value.trim())}/statement`, { query: lastYear() });
         const original = (statement.entries || []).find((e) => e.entry_id === entryId.value.trim());
         if (original) {
           parts.push(table("The entry to reverse", entryColumns(), [original]),

@@ -5,6 +5,7 @@ import { badge, download, el, field, fmt, isoDate, notice, say, table, tableRow 
 
 export const ENTRY_TYPES = ["purchase", "commitment", "payout", "refund", "grant", "adjustment", "reversal", "chargeback"];
 const CHART_ENTRIES_MAX = 500;
+const HISTORY_PAGE = 20;
 
 export function unavailable(error, what) {
   if (error instanceof ApiError && error.routeMissing) {
@@ -113,7 +114,7 @@ export async function historyPage(view, ctx) {
     more.disabled = true;
     state.textContent = "Loading…";
     try {
-      const page = await get("/v1/transactions", { query: { limit: 25, cursor, type: ctx.query.get("type") } });
+      const page = await get("/v1/transactions", { query: { limit: HISTORY_PAGE, cursor, type: ctx.query.get("type") } });
       const rows = page.items.filter(matches);
       rows.forEach((e) => tbody.append(tableRow(columns, e)));
       shown += rows.length;
@@ -128,6 +129,8 @@ export async function historyPage(view, ctx) {
       more.disabled = done;
       more.hidden = done;
     }
+    // The observer fires on changes only: while the end of the list is still in view, keep going.
+    if (!done && sentinel.isConnected && sentinel.getBoundingClientRect().top < window.innerHeight) setTimeout(loadPage, 0);
   }
   more.addEventListener("click", loadPage);
   const observer = new IntersectionObserver((seen) => { if (seen.some((s) => s.isIntersecting)) loadPage(); });

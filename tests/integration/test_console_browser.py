@@ -124,9 +124,21 @@ def test_a_user_buys_tokens_commits_and_sees_balance_history_and_chart(
     assert f"{package['tokens'] - 25:,}" in newest, "the running balance after the commitment"
     browser.screenshot("console/user-history")
 
+    # Infinite scroll on the cursor: 20 more commitments are two pages; the second comes on scrolling.
+    for number in range(20):
+        client.commit(user, f"p-scroll-{number}", 1)
+    browser.click("#refresh")
+    browser.wait("document.querySelectorAll('#history tbody tr').length === 20", what="the first page")
+    assert "scroll for more" in browser.text("#history-state")
+    browser.js("window.scrollTo(0, document.body.scrollHeight)")
+    browser.wait("document.querySelectorAll('#history tbody tr').length === 22", what="the next page on scrolling")
+    assert "22 entries, all loaded" in browser.text("#history-state")
+    seqs = browser.js("[...document.querySelectorAll('#history tbody tr')].map(r => Number(r.cells[1].innerText))")
+    assert seqs == list(range(22, 0, -1)), "newest first, no entry twice or missing across pages"
+
     browser.goto(f"{url}/console/#/")
     ready(browser, "#/")
-    assert browser.text("#balance").replace(",", "").startswith(str(package["tokens"] - 25))
+    assert browser.text("#balance").replace(",", "").startswith(str(package["tokens"] - 45))
     browser.wait("document.querySelector('#main canvas')", what="the balance chart")
     browser.screenshot("console/user-balance")
 
@@ -217,6 +229,9 @@ def test_an_operator_runs_a_reconciliation_sees_it_charted_and_repairs_an_accoun
     assert "Written: 2 entries" in browser.text("#batch-preview .notice.ok")
     assert "315" in browser.text("#batch-balances"), "the new balance: 300 + 20 - 5"
 
+    if local.api.match("POST", "/v1/admin/predictions/p/close") is not None:
+        settle_a_prediction(browser, url)
+
     browser.goto(f"{url}/console/#/ops/reports")
     ready(browser, "#/ops/reports")
     browser.click("#run-reconcile")
@@ -226,6 +241,37 @@ def test_an_operator_runs_a_reconciliation_sees_it_charted_and_repairs_an_accoun
     browser.wait("document.querySelector('#main canvas')", what="the trend chart, two runs now")
     browser.screenshot("console/ops-reports")
     assert browser.errors == []
+
+
+def settle_a_prediction(browser: Browser, url: str) -> None:
+    """Close a prediction, preview its payouts, settle it and watch the progress reach completed."""
+    client = ApiClient(url)
+    gina, prediction = f"gina-{uuid.uuid4().hex[:6]}", f"p-console-{uuid.uuid4().hex[:6]}"
+    client.admin_entry(gina, "grant", 100, reason="console test")
+    client.commit(gina, prediction, 30)
+
+    browser.goto(f"{url}/console/#/ops/predictions?id={prediction}")
+    ready(browser, "#/ops/predictions")
+    browser.click("#close-prediction")
+    browser.wait("document.querySelector('#main').innerText.includes('new commitments are refused')", what="closed")
+    browser.fill("#main textarea[name=payouts]", f"{gina}, 30")
+    browser.fill("#main input[name=reason]", "console test: gina won")
+    browser.click("#main form[aria-label=Settle] button[type=submit]")
+    preview = browser.text("#settlement-preview table")
+    assert gina in preview and "+30" in preview
+    assert_labelled(browser)
+    browser.click("#submit-settlement")
+    browser.wait(
+        "document.querySelector('#prediction-status .badge')?.innerText === 'completed'",
+        what="the settlement completed",
+        timeout_s=30,
+    )
+    progress = browser.js(
+        "[document.querySelector('#settlement-progress').value, document.querySelector('#settlement-progress').max]"
+    )
+    assert progress[0] == progress[1], "the progress bar is full"
+    browser.screenshot("console/ops-settlement")
+    assert client.balance(gina)["balance"] == 100, "100 - 30 committed + 30 paid out"
 
 
 # ---------------------------------------------------------------- the server side, without a browser
