@@ -147,7 +147,7 @@ export function statementForm(path, who) {
   const from = el("input", { type: "date", name: "from", value: isoDate(new Date(today.getTime() - 30 * 86400000)), required: true });
   const to = el("input", { type: "date", name: "to", value: isoDate(today), required: true });
   const format = el("select", { name: "format" }, el("option", { value: "json" }, "JSON"), el("option", { value: "csv" }, "CSV"));
-  const out = el("div", { "aria-live": "polite" });
+  const out = el("div", { "aria-live": "polite", id: "stmt-out" });
   const form = el("form", { class: "inline", "aria-label": "Statement" }, field("From", from), field("To (inclusive)", to), field("Format", format), el("button", { type: "submit" }, "Download statement"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -253,6 +253,11 @@ class Browser:
         self.send("Input.dispatchKeyEvent", {"type": "keyDown", **base, **({"text": text} if text else {})})
         self.send("Input.dispatchKeyEvent", {"type": "keyUp", **base})
 
+    def downloads_to(self, folder: Path) -> None:
+        """Save the page's downloads (e.g. a statement) into `folder`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self._call("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(folder)})
+
     def screenshot(self, name: str) -> Path:
         """A PNG of the whole page under ARTIFACTS_DIR."""
         path = ARTIFACTS_DIR / f"{name}.png"

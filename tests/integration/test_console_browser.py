@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,7 +87,7 @@ def sign_in(browser: Browser, url: str, user: str, *, admin: bool = False) -> No
 
 
 def test_a_user_buys_tokens_commits_and_sees_balance_history_and_chart(
-    served: tuple[Any, Any], browser: Browser
+    served: tuple[Any, Any], browser: Browser, tmp_path: Path
 ) -> None:
     server, _ = served
     url = server.url
@@ -135,6 +136,31 @@ def test_a_user_buys_tokens_commits_and_sees_balance_history_and_chart(
     assert "22 entries, all loaded" in browser.text("#history-state")
     seqs = browser.js("[...document.querySelectorAll('#history tbody tr')].map(r => Number(r.cells[1].innerText))")
     assert seqs == list(range(22, 0, -1)), "newest first, no entry twice or missing across pages"
+
+    # The statement, as JSON then CSV: the last 30 days, saved by the browser.
+    downloads = tmp_path / "downloads"
+    browser.downloads_to(downloads)
+    for fmt, suffix in (("json", ".json"), ("csv", ".csv")):
+        browser.js(f"document.querySelector('#main select[name=format]').value = '{fmt}'")
+        browser.click("#main form[aria-label=Statement] button[type=submit]")
+        saved = browser.wait(
+            f"document.querySelector('#stmt-out .notice.ok')?.innerText.includes('{suffix}') && "
+            "document.querySelector('#stmt-out .notice.ok').innerText",
+            what=f"the {fmt} statement",
+        )
+        assert "22 entries" in saved, saved
+        name = re.search(r"Saved (\S+?):", saved).group(1)  # type: ignore[union-attr]
+        path = downloads / name
+        for _ in range(50):  # the browser writes the file a moment after the click
+            if path.exists():
+                break
+            time.sleep(0.1)
+        body = path.read_text()
+        if fmt == "json":
+            statement = json.loads(body)
+            assert len(statement["entries"]) == 22 and statement["closing_balance"] == package["tokens"] - 45
+        else:
+            assert len(body.strip().splitlines()) == 23, "a header row and one row per entry"
 
     browser.goto(f"{url}/console/#/")
     ready(browser, "#/")
