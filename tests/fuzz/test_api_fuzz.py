@@ -128,3 +128,30 @@ def request_headers(path: str) -> dict[str, str]:
 def test_every_documented_operation_answers_as_documented_never_5xx(case: Any, wsgi_app: LocalApiWsgi) -> None:
     headers = {**(case.headers or {}), **request_headers(case.path)}
     case.call_and_validate(base_url="http://localhost", app=wsgi_app, headers=headers, checks=CHECKS)
+
+
+def test_every_documented_write_meets_hostile_shapes_with_4xx_and_identity_first(wsgi_app: LocalApiWsgi) -> None:
+    """The shapes generation does not reach (issue #13 item 6): bodies nested far deeper than
+    Python's recursion limit, numbers of thousands of digits. Every POST, as its rightful caller
+    (422), as a plain user on admin routes (403) and without a token (401): never a 5xx."""
+    from tests.fuzz.test_fuzz_regressions import HOSTILE_BODIES
+
+    api = wsgi_app.api
+    posts = [path for path, item in openapi_document()["paths"].items() if "post" in item]
+    assert posts
+    for path in posts:
+        concrete = path.replace("{user_id}", FUZZ_USER).replace("{entry_id}", "01JNOSUCHENTRY0000000000000")
+        concrete = concrete.replace("{prediction_id}", "p-fuzz")
+        admin_route = path.startswith("/v1/admin/")
+        rightful = {"sub": FUZZ_ADMIN, "cognito:groups": "[admin]"} if admin_route else {"sub": FUZZ_USER}
+        for name, body in HOSTILE_BODIES.items():
+            headers = {"content-type": "application/json", "idempotency-key": f"fuzz-{uuid.uuid4().hex}"}
+            for claims in (rightful, {"sub": FUZZ_USER}, None):
+                response = api.request("POST", concrete, claims=claims, headers=headers, body=body)
+                assert response.status < 500, (path, name, claims, response.body[:200])
+                if path.startswith("/v1/webhooks/"):
+                    continue
+                if claims is None:
+                    assert response.status == 401, (path, name)
+                elif admin_route and "cognito:groups" not in claims:
+                    assert response.status == 403, (path, name)

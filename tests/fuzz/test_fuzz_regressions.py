@@ -39,3 +39,39 @@ def test_regression_a_body_that_is_not_utf8_is_422_not_500(admin: Client, user_i
     assert response.status == 422, response.body
     assert response.json["code"] == "validation_error"
     assert admin.get("/v1/admin/balances", user_ids=user_id).json["balances"][0]["version"] == 0
+
+
+# Shapes nobody planned (issue #13 item 6): deep nesting and integers of thousands of digits.
+HOSTILE_BODIES = {
+    "nested 100,000 deep": "[" * 100_000 + "]" * 100_000,
+    "object nested 5,000 deep": '{"a":' * 5_000 + "1" + "}" * 5_000,
+    "amount of 5,000 digits": '{"prediction_id": "p-1", "amount": ' + "9" * 5_000 + "}",
+    "negative amount of 5,000 digits": '{"prediction_id": "p-1", "amount": -' + "9" * 5_000 + "}",
+    "float of 5,000 digits": '{"prediction_id": "p-1", "amount": 1.' + "9" * 5_000 + "}",
+    "exponent": '{"prediction_id": "p-1", "amount": 1e999999}',
+}
+
+
+def test_regression_hostile_json_is_422_never_500(user: Client, subtests: pytest.Subtests) -> None:
+    """Before: RecursionError/ValueError reached the catch-all: 500. (One world for all shapes.)"""
+    for name, body in HOSTILE_BODIES.items():
+        with subtests.test(name):
+            response = user.post("/v1/commitments", raw=body, headers={"content-type": "application/json"})
+            assert response.status == 422, response.body[:300]
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json["code"] == "validation_error"
+    assert user.get("/v1/balance").json["version"] == 0
+
+
+def test_regression_identity_is_decided_before_a_hostile_body_is_read(
+    user: Client, anonymous: Client, subtests: pytest.Subtests
+) -> None:
+    """Before: the body was parsed first, and its 500 answered a caller with no right to be there."""
+    for name, body in HOSTILE_BODIES.items():
+        with subtests.test(name):
+            for path in ("/v1/admin/batches", f"/v1/admin/accounts/{user.sub}/entries"):
+                response = user.post(path, raw=body, headers={"content-type": "application/json"})
+                assert (response.status, response.json["code"]) == (403, "forbidden"), response.body[:300]
+            for path in ("/v1/admin/batches", "/v1/commitments"):
+                response = anonymous.post(path, raw=body, headers={"content-type": "application/json"})
+                assert (response.status, response.json["code"]) == (401, "unauthorized"), response.body[:300]

@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from tokenledger.domain.errors import (
     Forbidden,
@@ -38,6 +39,9 @@ ADMIN_GROUP = "admin"
 ADMIN_PATH_PREFIX = "/v1/admin/"
 PUBLIC_PATH_PREFIXES = ("/v1/webhooks/",)
 VERSION_CHARS_MAX = 20
+# A JSON number in a request body longer than this is refused before it becomes an int or a
+# float (Python refuses ints over 4,300 digits with a ValueError; amounts need 10).
+JSON_NUMBER_CHARS_MAX = 64
 
 logger = Logger(child=True)
 
@@ -121,9 +125,58 @@ def _identity_problem(app: APIGatewayHttpResolver) -> Response | None:
     return None
 
 
+def _bounded_number(parse: Any) -> Any:
+    def number(text: str) -> Any:
+        if len(text) > JSON_NUMBER_CHARS_MAX:
+            raise ValidationFailed(
+                f"a number in the body is longer than {JSON_NUMBER_CHARS_MAX} characters",
+                errors=[{"loc": ["body"], "type": "json_invalid"}],
+            )
+        return parse(text)
+
+    return number
+
+
+_parse_int = _bounded_number(int)
+_parse_float = _bounded_number(float)
+
+
+def json_body(text: str) -> Any:
+    """A request body as JSON: 422 for nesting Python cannot follow or numbers of absurd length."""
+    try:
+        return json.loads(text, parse_int=_parse_int, parse_float=_parse_float)
+    except RecursionError:
+        raise ValidationFailed("the body nests too deep", errors=[{"loc": ["body"], "type": "json_invalid"}]) from None
+
+
+class LedgerResolver(APIGatewayHttpResolver):
+    """Powertools' HTTP API resolver that answers 401/403 before anything reads the body."""
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if isinstance(event, dict) and isinstance(event.get("rawPath"), str):
+            path = APIGatewayProxyEventV2(event).path
+            if not path.startswith(PUBLIC_PATH_PREFIXES):
+                try:
+                    caller_of(event, path)
+                except LedgerError as refused:
+                    return _problem_event(refused)
+        return super().resolve(event, context)
+
+
+def _problem_event(error: LedgerError) -> dict[str, Any]:
+    """A problem as the HTTP API integration response, built without the resolver."""
+    response = problem(error)
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": PROBLEM_JSON},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
+
+
 def make_resolver() -> APIGatewayHttpResolver:
     """The resolver every HTTP function uses, with identity and error mapping installed."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = LedgerResolver(enable_validation=True, json_body_deserializer=json_body)
     app.use(middlewares=[_authenticate])
 
     @app.exception_handler(LedgerError)
