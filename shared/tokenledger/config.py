@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the service import stays lazy at run time
+    from tokenledger.service.cursor import CursorCodec
     from tokenledger.service.ledger import Ledger
     from tokenledger.service.predictions import Predictions
 
@@ -41,7 +42,7 @@ def build_ledger_from_env() -> Ledger:
         idempotency_table=settings.idempotency_table,
         predictions_table=settings.predictions_table,
     )
-    return Ledger(repo)
+    return Ledger(repo, cursors=cursor_codec_from_env())
 
 
 def build_predictions_from_env() -> Predictions:
@@ -61,3 +62,19 @@ def build_predictions_from_env() -> Predictions:
     )
     queue_url = os.environ.get("SETTLEMENT_QUEUE_URL")
     return Predictions(AdminOperations(ledger), store, SqsSettlementQueue(queue_url) if queue_url else None)
+
+
+def cursor_codec_from_env() -> CursorCodec:
+    """History cursors keyed by the secret named in `CURSOR_SECRET_NAME` (read on first use, cached).
+
+    Without it (functions that never page, scripts), a key of this process alone.
+    """
+    from tokenledger.service.cursor import CursorCodec, key_from_secret
+
+    name = os.environ.get("CURSOR_SECRET_NAME", "").strip()
+    if not name:
+        return CursorCodec()
+    from tokenledger.adapters.dynamodb import make_client
+    from tokenledger.adapters.stripe_signature import secret_from_secrets_manager
+
+    return CursorCodec(key_from_secret(secret_from_secrets_manager(name, client=make_client("secretsmanager"))))

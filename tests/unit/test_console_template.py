@@ -13,8 +13,8 @@ from infra.template import load_template
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+# UserPoolDomain is not among them: machine clients get their tokens from it, console or not.
 CONSOLE_RESOURCES = {
-    "UserPoolDomain",
     "ConsoleUserPoolClient",
     "ConsoleBucket",
     "ConsoleBucketPolicy",

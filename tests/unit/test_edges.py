@@ -34,6 +34,41 @@ def test_a_cursor_of_another_caller_is_422() -> None:
         decode_cursor(encode_cursor(caller="u2", seq=3, entry_type=None), caller="u1", entry_type=None)
 
 
+def _unkeyed_cursor(payload: str) -> str:
+    """A cursor as the old unkeyed scheme made them (sha256 check digits): anyone could."""
+    import base64
+    import hashlib
+
+    raw = f"{hashlib.sha256(payload.encode()).hexdigest()[:12]}.{payload}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ['{"u":"u1","s":3,"t":""}', '{"u":"u1","s":' + "9" * 40 + ',"t":""}', '{"u":"u1","s":1e999,"t":""}'],
+)
+def test_a_cursor_forged_without_the_key_is_422(payload: str) -> None:
+    """Issue #13 item 7: the check digits were a plain hash; a forged huge seq was a 500 on DynamoDB Local."""
+    with pytest.raises(ValidationFailed):
+        decode_cursor(_unkeyed_cursor(payload), caller="u1", entry_type=None)
+
+
+def test_cursors_are_bound_to_the_key_and_every_decoded_number_is_bounded() -> None:
+    from tokenledger.service.cursor import CURSOR_SEQ_MAX, CursorCodec, key_from_secret
+
+    ours = CursorCodec(key_from_secret(lambda: "k" * 32))
+    theirs = CursorCodec(key_from_secret(lambda: "x" * 32))
+    cursor = ours.encode(caller="u1", seq=7, entry_type=None)
+    assert ours.decode(cursor, caller="u1", entry_type=None) == 7
+    with pytest.raises(ValidationFailed):
+        theirs.decode(cursor, caller="u1", entry_type=None)
+    for seq in (0, -1, CURSOR_SEQ_MAX + 1, 10**40):
+        with pytest.raises(ValidationFailed):  # even correctly signed, a seq out of range is refused
+            ours.decode(ours.encode(caller="u1", seq=seq, entry_type=None), caller="u1", entry_type=None)
+    with pytest.raises(RuntimeError):
+        CursorCodec(key_from_secret(lambda: "short")).encode(caller="u1", seq=1, entry_type=None)
+
+
 @pytest.mark.parametrize("key", [None, "", "a" * 256, "tab\there", "caf\u00e9", "new\nline"])
 def test_bad_idempotency_keys_are_refused(key: str | None) -> None:
     with pytest.raises(ValidationFailed):
@@ -56,14 +91,52 @@ def test_request_hash_ignores_key_order_but_not_values() -> None:
         ("[admin support]", {"admin", "support"}),
         ('["admin","support"]', {"admin", "support"}),
         (["admin"], {"admin"}),
-        ("admin", {"admin"}),
+        ('["ops,admin"]', {"ops,admin"}),
         ("[]", set()),
         (None, set()),
         ("[administrator]", {"administrator"}),
+        # Not one of the two forms (issue #13 item 9: commas and quotes were split away).
+        ("admin", set()),
+        ("[ops,admin]", {"ops,admin"}),
+        ("ops,admin", set()),
+        ('[ops "admin"]', set()),
+        ('"admin"', set()),
+        ("[admin", set()),
+        ('{"admin": 1}', set()),
+        (["ops,admin", 7, None], {"ops,admin"}),
+        ("[" + "x " * 5000 + "admin]", set()),
+        (7, set()),
     ],
 )
 def test_groups_claim_forms(raw: object, groups: set[str]) -> None:
     assert parse_groups(raw) == groups
+
+
+@pytest.mark.parametrize(
+    ("claims", "admin"),
+    [
+        ({"sub": "svc", "scope": "tokenledger/admin"}, True),
+        ({"sub": "svc", "scope": "openid tokenledger/admin email"}, True),
+        ({"sub": "svc", "scope": "tokenledger/admin.read"}, False),
+        ({"sub": "svc", "scope": "tokenledger/adminx tokenledger/read"}, False),
+        ({"sub": "svc", "scope": "tokenledger/Admin"}, False),
+        ({"sub": "svc", "scope": "tokenledger/admin,other"}, False),
+        ({"sub": "svc", "scope": ["tokenledger/admin"]}, False),
+        ({"sub": "svc"}, False),
+        ({"sub": "u", "cognito:groups": "[ops,admin]"}, False),
+        ({"sub": "u", "cognito:groups": "[ops admin]"}, True),
+    ],
+)
+def test_admin_routes_take_the_admin_group_or_the_admin_scope_exactly(claims: dict[str, object], admin: bool) -> None:
+    from tokenledger.domain.errors import Forbidden
+    from tokenledger.http.api import caller_of
+
+    event = {"requestContext": {"authorizer": {"jwt": {"claims": claims}}}}
+    if admin:
+        assert caller_of(event, "/v1/admin/balances").is_admin
+    else:
+        with pytest.raises(Forbidden):
+            caller_of(event, "/v1/admin/balances")
 
 
 def test_the_shipped_catalog_is_valid_and_unique() -> None:

@@ -339,8 +339,9 @@ def test_every_route_but_the_stripe_webhook_requires_the_cognito_jwt() -> None:
     default = auth["DefaultAuthorizer"]
     jwt = auth["Authorizers"][default]["JwtConfiguration"]
     assert refs_in(jwt["issuer"]) >= {"UserPool"}
-    # The web console's client joins only when it is deployed (tests/unit/test_console_template.py).
-    assert refs_in(jwt["audience"]) - {"ConsoleUserPoolClient", "AWS::NoValue"} == {"UserPoolClient"}
+    # Users' tokens (the web app's client), machine clients' access tokens (client credentials);
+    # the web console's client joins only when it is deployed (tests/unit/test_console_template.py).
+    assert refs_in(jwt["audience"]) - {"ConsoleUserPoolClient", "AWS::NoValue"} == {"UserPoolClient", "MachineClient"}
     seen = set()
     for function, route, p in http_routes():
         seen.add(route)
@@ -474,3 +475,24 @@ def test_outputs_name_the_api_and_every_table() -> None:
     assert "ApiUrl" in outputs and {"UserPoolId", "UserPoolClientId"} <= set(outputs)
     output_refs = refs_in([o["Value"] for o in outputs.values()])
     assert set(TABLES) <= output_refs, f"no output for {sorted(set(TABLES) - output_refs)}"
+
+
+def test_machine_clients_get_the_admin_scope_through_a_resource_server_and_client_credentials() -> None:
+    server = props("ApiResourceServer")
+    assert server["Identifier"] == "tokenledger" and [s["ScopeName"] for s in server["Scopes"]] == ["admin"]
+    client = props("MachineClient")
+    assert client["AllowedOAuthFlows"] == ["client_credentials"]
+    assert client["AllowedOAuthScopes"] == ["tokenledger/admin"] and client["GenerateSecret"] is True
+    from tokenledger.http.api import ADMIN_SCOPE
+
+    assert f"{server['Identifier']}/{server['Scopes'][0]['ScopeName']}" == ADMIN_SCOPE
+
+
+def test_the_stripe_webhook_route_has_its_own_throttle_and_user_functions_reserve_concurrency() -> None:
+    route = props("HttpApi")["RouteSettings"][STRIPE_WEBHOOK_ROUTE]
+    default = props("HttpApi")["DefaultRouteSettings"]
+    assert 0 < route["ThrottlingRateLimit"] <= default["ThrottlingRateLimit"]
+    assert 0 < route["ThrottlingBurstLimit"] <= default["ThrottlingBurstLimit"]
+    for function in ("ReadsFunction", "WritesFunction", "StripeWebhookFunction"):
+        reserved = props(function)["ReservedConcurrentExecutions"]
+        assert reserved["Fn::If"][0] == "ReserveConcurrency" and 1 <= int(reserved["Fn::If"][1]) <= 50

@@ -268,17 +268,21 @@ class AuditWiring:
 
 
 def build_audit_from_env() -> AuditWiring:
-    """Clients and adapters from the template's environment; the Stripe check only if its table exists."""
+    """Clients and adapters from the template's environment; the Stripe check when its table is named.
+
+    No AWS call here: this runs at import, in the cold start, where a throttled DescribeTable
+    used to fail the whole environment (issue #13 item 8). Boto3 clients make no call until used.
+    """
     import boto3
 
     from tokenledger.adapters.dynamodb import CLIENT_CONFIG, make_client
     from tokenledger.adapters.lazy import LazyClient
-    from tokenledger.adapters.scan import DynamoAuditReads, StripePayments, table_exists
+    from tokenledger.adapters.scan import DynamoAuditReads, StripePayments
 
     settings = ReconcileSettings.from_env()
     dynamodb = make_client()
     payments = None
-    if settings.stripe_events_table and table_exists(dynamodb, settings.stripe_events_table):
+    if settings.stripe_events_table:
         payments = StripePayments(
             dynamodb,
             events_table=settings.stripe_events_table,

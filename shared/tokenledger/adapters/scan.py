@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from tokenledger.adapters.dynamodb import AttributeMap, account_from_item, entry_from_item
 from tokenledger.domain.model import Account, Entry
 from tokenledger.service.reconcile import (
@@ -241,16 +239,6 @@ def batch_get(
             return found
         sleep(random.random() * min(0.5, 0.02 * 2**round_no))
     raise RuntimeError("BatchGetItem left keys unprocessed after every retry")
-
-
-def table_exists(client: Any, table: str) -> bool:
-    try:
-        client.describe_table(TableName=table)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return False
-        raise
-    return True
 
 
 def payment_record_of(item: AttributeMap) -> PaymentRecord | None:

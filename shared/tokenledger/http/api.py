@@ -8,6 +8,7 @@ without claims always gets 401 and a non-admin on an admin route 403.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -46,32 +47,49 @@ JSON_NUMBER_CHARS_MAX = 64
 logger = Logger(child=True)
 
 
+ADMIN_SCOPE = "tokenledger/admin"  # machine clients (client credentials): the template's resource server
+GROUPS_CHARS_MAX = 4096  # a claim longer than any real list of group names is no groups at all
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     sub: str
     groups: frozenset[str]
+    scopes: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
-        return ADMIN_GROUP in self.groups
+        return ADMIN_GROUP in self.groups or ADMIN_SCOPE in self.scopes
 
 
 def parse_groups(raw: Any) -> frozenset[str]:
-    """`cognito:groups` as HTTP API passes it ("[admin support]"), as a JSON list, or a list."""
-    if raw is None:
-        return frozenset()
+    """`cognito:groups` in exactly two forms: HTTP API's "[admin support]" or a JSON list.
+
+    The list may arrive parsed (a list of strings) or as its JSON text. The bracket form is
+    split on spaces only: a group named `ops,admin` is that group, never `admin`. Anything
+    else (a bare string, commas, quotes outside JSON) is no groups.
+    """
     if isinstance(raw, list):
-        return frozenset(str(g) for g in raw)
-    text = str(raw).strip()
-    if text.startswith("[") and '"' in text:
+        return frozenset(g for g in raw if isinstance(g, str) and g)
+    if not isinstance(raw, str) or len(raw) > GROUPS_CHARS_MAX:
+        return frozenset()
+    text = raw.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return frozenset()
+    if '"' in text:
         try:
             parsed = json.loads(text)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, list):
-            return frozenset(str(g) for g in parsed)
-    text = text.strip("[]")
-    return frozenset(g for g in text.replace(",", " ").split() if g)
+        except (ValueError, RecursionError):
+            return frozenset()
+        return parse_groups(parsed) if isinstance(parsed, list) else frozenset()
+    return frozenset(text[1:-1].split())
+
+
+def parse_scopes(raw: Any) -> frozenset[str]:
+    """An access token's `scope` claim: scopes separated by spaces (RFC 6749), each compared whole."""
+    if not isinstance(raw, str) or len(raw) > GROUPS_CHARS_MAX:
+        return frozenset()
+    return frozenset(raw.split())
 
 
 def claims_of(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -86,9 +104,13 @@ def caller_of(event: dict[str, Any], path: str) -> Caller:
     sub = claims.get("sub") if claims else None
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("a valid bearer token is required")
-    caller = Caller(sub=sub, groups=parse_groups(claims.get("cognito:groups") if claims else None))
+    caller = Caller(
+        sub=sub,
+        groups=parse_groups(claims.get("cognito:groups") if claims else None),
+        scopes=parse_scopes(claims.get("scope") if claims else None),
+    )
     if path.startswith(ADMIN_PATH_PREFIX) and not caller.is_admin:
-        raise Forbidden("this route is for the admin group")
+        raise Forbidden(f"this route is for the admin group or the {ADMIN_SCOPE} scope")
     return caller
 
 
@@ -152,7 +174,7 @@ def json_body(text: str) -> Any:
 class LedgerResolver(APIGatewayHttpResolver):
     """Powertools' HTTP API resolver that answers 401/403 before anything reads the body."""
 
-    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         if isinstance(event, dict) and isinstance(event.get("rawPath"), str):
             path = APIGatewayProxyEventV2(event).path
             if not path.startswith(PUBLIC_PATH_PREFIXES):

@@ -25,7 +25,7 @@ from tokenledger.domain.errors import (
     VersionConflict,
 )
 from tokenledger.domain.model import Account, Entry, EntryDraft, EntryType, apply_drafts
-from tokenledger.service.cursor import decode_cursor, encode_cursor
+from tokenledger.service.cursor import CursorCodec
 from tokenledger.service.idempotency import IDEMPOTENCY_TTL_S, IdempotencyScope
 from tokenledger.service.ports import (
     AccountWrite,
@@ -117,8 +117,10 @@ class Ledger:
         rng: Callable[[], float] = random.random,
         epoch_s: Callable[[], float] = time.time,
         write_attempts_max: int = WRITE_ATTEMPTS_MAX,
+        cursors: CursorCodec | None = None,
     ) -> None:
         self.repo = repo
+        self.cursors = cursors or CursorCodec()
         self._clock = clock
         self._new_id = new_id
         self._sleep = sleep
@@ -157,9 +159,9 @@ class Ledger:
     ) -> dict[str, Any]:
         if not 1 <= limit <= HISTORY_LIMIT_MAX:
             raise InvariantViolation(f"history limit {limit} outside 1..{HISTORY_LIMIT_MAX}")
-        before_seq = decode_cursor(cursor, caller=user_id, entry_type=entry_type) if cursor else None
+        before_seq = self.cursors.decode(cursor, caller=user_id, entry_type=entry_type) if cursor else None
         entries, next_seq = self.repo.list_entries(user_id, before_seq=before_seq, limit=limit, entry_type=entry_type)
-        next_cursor = encode_cursor(caller=user_id, seq=next_seq, entry_type=entry_type) if next_seq else None
+        next_cursor = self.cursors.encode(caller=user_id, seq=next_seq, entry_type=entry_type) if next_seq else None
         return {"items": [e.to_api() for e in entries], "next_cursor": next_cursor}
 
     def entry(self, user_id: str, entry_id: str) -> dict[str, Any]:
