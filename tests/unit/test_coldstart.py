@@ -142,7 +142,7 @@ def test_in_a_fresh_function_process_unused_powertools_and_unbuilt_models_stay_o
         "asyncio_before_appsync": False,
         "unbuilt_response_model": True,
         "built_on_use": True,
-        "resolver": "APIGatewayHttpResolver",
+        "resolver": "LedgerResolver",  # APIGatewayHttpResolver, deciding 401/403 before the body (api.py)
         "plugins": "__all__",
     }
 
