@@ -151,6 +151,19 @@ def test_payouts_beyond_the_pool_are_refused_unless_the_house_covers_them(admin:
     drain(admin.api)
     assert assert_account_consistent(aws["dynamodb"], STACK, alice.sub)["balance"] == 110
 
+    # The reconciliation reports the settled prediction's totals ...
+    report = admin.api.pool.invoke("ReconcileFunction", {})
+    (row,) = [r for r in report["settled_predictions"] if r["prediction_id"] == prediction_id]
+    assert (row["taken_in"], row["paid_out"], row["refunded"], row["house_contribution"]) == (40, 50, 0, 10)
+    assert row["overpaid"] is False and report["healthy"] is True
+    # ... and flags one that paid out more than it took in plus the house's contribution.
+    extra = {"type": "payout", "amount": 1, "related_id": prediction_id, "reason": "hand-made payout"}
+    assert admin.post(f"/v1/admin/accounts/{alice.sub}/entries", extra).status == 201
+    report = admin.api.pool.invoke("ReconcileFunction", {})
+    (row,) = [r for r in report["settled_predictions"] if r["prediction_id"] == prediction_id]
+    assert row["overpaid"] is True and report["healthy"] is False
+    assert [f["kind"] for f in report["inconsistencies"]] == ["prediction_overpaid"]
+
 
 def test_a_cancelled_prediction_refunds_each_user_net_of_reversals(admin: Client, aws: Any) -> None:
     alice, bob, carol = funded_users(admin, 3)

@@ -212,6 +212,7 @@ class ReconcileSettings:
     reports_bucket: str
     stripe_events_table: str | None
     segments: int
+    predictions_table: str | None
     scan_page_items: int
     scan_threads: int
 
@@ -226,6 +227,7 @@ class ReconcileSettings:
             reports_bucket=os.environ["REPORTS_BUCKET"],
             stripe_events_table=os.environ.get("STRIPE_EVENTS_TABLE") or None,
             segments=int(os.environ.get("RECONCILE_SEGMENTS", RECONCILE_SEGMENTS_DEFAULT)),
+            predictions_table=os.environ.get("PREDICTIONS_TABLE") or None,
             scan_page_items=int(os.environ.get("RECONCILE_SCAN_PAGE_ITEMS", SCAN_PAGE_ITEMS_MAX)),
             scan_threads=int(os.environ.get("RECONCILE_SCAN_THREADS", SCAN_THREADS_MAX)),
         )
@@ -243,7 +245,7 @@ class AuditWiring:
 
     def reconcile_run(self, *, progress: Progress | None = None) -> ReconcileRun:
         from tokenledger.adapters.ids import new_ulid, utc_now_iso
-        from tokenledger.adapters.scan import DynamoLedgerPages
+        from tokenledger.adapters.scan import DynamoLedgerPages, settlement_records
 
         pages = DynamoLedgerPages(
             self.dynamodb,
@@ -264,6 +266,15 @@ class AuditWiring:
             clock=utc_now_iso,
             new_id=new_ulid,
             **({"progress": progress} if progress is not None else {}),
+            settlements=(
+                (
+                    lambda: settlement_records(
+                        self.dynamodb, table=str(self.settings.predictions_table), total_segments=self.settings.segments
+                    )
+                )
+                if self.settings.predictions_table
+                else None
+            ),
         )
 
 

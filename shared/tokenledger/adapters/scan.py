@@ -380,3 +380,28 @@ class DynamoLedgerPages:
         if self.stripe_events_table is None:
             return None
         return payment_records_of(self._scan(self.stripe_events_table, start, end, total))
+
+
+SETTLEMENT_FIELDS = ("prediction_id", "settlement_id", "outcome", "status", "taken_in", "house_contribution")
+
+
+def settlement_records(client: Any, *, table: str, total_segments: int) -> Iterator[dict[str, Any]]:
+    """Every settlement item of the predictions table (parallel scan; other items come back as keys only)."""
+    names = {f"#f{i}": name for i, name in enumerate(SETTLEMENT_FIELDS)}
+    for page in parallel_scan(
+        client,
+        table=table,
+        segments=range(total_segments),
+        total_segments=total_segments,
+        projection="pk, sk, " + ", ".join(names),
+        expression_names=names,
+    ):
+        for item in page:
+            if item.get("sk", {}).get("S") != "settlement":
+                continue
+            record: dict[str, Any] = {}
+            for name in SETTLEMENT_FIELDS:
+                value = item.get(name)
+                if value is not None:
+                    record[name] = int(value["N"]) if "N" in value else value.get("S")
+            yield record

@@ -30,6 +30,7 @@ from tokenledger.service.ports import AccountWrite, Guard, IdempotencyClaim, Tra
 
 LOOKUP_BATCH_MAX = 100  # keys per batched existence lookup (DynamoDB BatchGetItem's limit)
 FINDINGS_LISTED_MAX = 10_000  # findings listed in one report; all are counted in findings_by_kind
+SETTLED_PREDICTIONS_LISTED_MAX = 10_000  # rows in one report (a report is one S3 object)
 RECHECK_ENTRIES_MAX = 1_000_000  # entries one exact re-check reads before it gives up (a bug, not data)
 
 
@@ -47,6 +48,8 @@ class FindingKind(StrEnum):
     PRICE_MISMATCH = "price_mismatch"  # paid at another price than the catalog's: not credited, refund it
     UNRECOVERED_CHARGEBACK = "unrecovered_chargeback"
     HASH_MISMATCH = "hash_mismatch"
+    # A settled prediction paid out (and refunded) more than it took in plus the house's contribution.
+    PREDICTION_OVERPAID = "prediction_overpaid"
 
 
 # Kinds that say the ledger is wrong. An unrecovered chargeback is a loss the business must
@@ -315,6 +318,8 @@ class PartialReport:
     findings_by_kind: Counter[str] = field(default_factory=Counter)
     checks_skipped: list[str] = field(default_factory=list)
     exact_rechecks: int = 0  # accounts read again exactly (suspicion, concurrent writes, misaligned segments)
+    # Per prediction (counterparty `prediction:<id>`): tokens paid out and refunded, from the entries.
+    prediction_flows: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, finding: Finding) -> None:
         self.findings_by_kind[str(finding.kind)] += 1
@@ -332,6 +337,7 @@ class PartialReport:
             "findings_by_kind": dict(self.findings_by_kind),
             "checks_skipped": list(self.checks_skipped),
             "exact_rechecks": self.exact_rechecks,
+            "prediction_flows": {k: dict(v) for k, v in self.prediction_flows.items()},
         }
 
     @classmethod
@@ -347,6 +353,9 @@ class PartialReport:
         part.totals_by_type.update({k: int(v) for k, v in data["totals_by_type"].items()})
         part.findings = [Finding(f["user_id"], FindingKind(f["kind"]), f["detail"]) for f in data["inconsistencies"]]
         part.findings_by_kind = Counter({k: int(v) for k, v in data.get("findings_by_kind", {}).items()})
+        part.prediction_flows = {
+            k: {kind: int(n) for kind, n in v.items()} for k, v in data.get("prediction_flows", {}).items()
+        }
         return part
 
     def merge(self, other: PartialReport) -> None:
@@ -363,6 +372,10 @@ class PartialReport:
                 self.findings.append(finding)
         self.findings_by_kind.update(other.findings_by_kind)
         self.checks_skipped = sorted(set(self.checks_skipped) | set(other.checks_skipped))
+        for prediction_id, flows in other.prediction_flows.items():
+            mine = self.prediction_flows.setdefault(prediction_id, {"paid_out": 0, "refunded": 0})
+            for kind, tokens in flows.items():
+                mine[kind] = mine.get(kind, 0) + tokens
 
     @property
     def healthy(self) -> bool:
@@ -432,6 +445,9 @@ class Reconciler:
         self.report.totals_by_type[str(entry.type)] += entry.amount
         if entry.type == EntryType.CHARGEBACK and entry.unrecovered:
             self.report.unrecovered_chargebacks += entry.unrecovered
+        if entry.type in (EntryType.PAYOUT, EntryType.REFUND) and entry.counterparty.startswith("prediction:"):
+            flows = self.report.prediction_flows.setdefault(entry.counterparty[11:], {"paid_out": 0, "refunded": 0})
+            flows["paid_out" if entry.type == EntryType.PAYOUT else "refunded"] += entry.amount
         if entry.type == EntryType.PURCHASE and self.payments is not None:
             self._purchases.append(entry)
             if len(self._purchases) >= LOOKUP_BATCH_MAX:
@@ -608,6 +624,44 @@ def purchase_problems(payments: PaymentIndex, purchases: Sequence[Entry]) -> lis
 
 
 # ---------------------------------------------------------------------- the report
+def settled_predictions(part: PartialReport, settlements: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per settled prediction: taken in, paid out, refunded, house contribution; overpayment is a finding.
+
+    Taken in and the house contribution come from the settlement item (the stakes summed after
+    the close, when nothing can change them any more); paid out and refunded from the entries
+    scanned in this run (up to each account's cut), so a settlement still running is partial.
+    """
+    rows = []
+    for record in settlements:
+        prediction_id = str(record["prediction_id"])
+        flows = part.prediction_flows.get(prediction_id, {})
+        row: dict[str, Any] = {
+            "prediction_id": prediction_id,
+            "settlement_id": record.get("settlement_id"),
+            "outcome": record.get("outcome"),
+            "status": record.get("status"),
+            "taken_in": int(record.get("taken_in", 0)),
+            "house_contribution": int(record.get("house_contribution", 0)),
+            "paid_out": int(flows.get("paid_out", 0)),
+            "refunded": int(flows.get("refunded", 0)),
+        }
+        covered = row["taken_in"] + row["house_contribution"]
+        row["overpaid"] = row["paid_out"] + row["refunded"] > covered
+        if row["overpaid"]:
+            part.add(
+                Finding(
+                    f"prediction:{prediction_id}",
+                    FindingKind.PREDICTION_OVERPAID,
+                    f"paid out {row['paid_out']} and refunded {row['refunded']}, but took in {row['taken_in']}"
+                    f" and the house contributed {row['house_contribution']}",
+                )
+            )
+        rows.append(row)
+        if len(rows) >= SETTLED_PREDICTIONS_LISTED_MAX:
+            break
+    return sorted(rows, key=lambda r: r["prediction_id"])
+
+
 def build_report(
     part: PartialReport, *, run_id: str, started_at: str, finished_at: str, snapshot_key: str
 ) -> dict[str, Any]:
@@ -775,7 +829,9 @@ class ReconcileRun:
         clock: Callable[[], str],
         new_id: Callable[[], str],
         progress: Progress = _no_progress,
+        settlements: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
     ) -> None:
+        self.settlements = settlements
         self.pages = pages
         self.probe = probe
         self.entry_index = entry_index
@@ -834,9 +890,12 @@ class ReconcileRun:
         return self._publish(part, run_id=run_id, started_at=started_at, snapshot_key=snapshot_key)
 
     def _publish(self, part: PartialReport, *, run_id: str, started_at: str, snapshot_key: str) -> dict[str, Any]:
+        predictions = settled_predictions(part, self.settlements()) if self.settlements is not None else None
         report = build_report(
             part, run_id=run_id, started_at=started_at, finished_at=self.clock(), snapshot_key=snapshot_key
         )
+        if predictions is not None:
+            report["settled_predictions"] = predictions
         self.sink.publish(report)
         return report
 
