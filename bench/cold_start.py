@@ -298,8 +298,31 @@ def _code_as_deployed(scratch: Path) -> dict[str, FunctionSpec]:
     for name, spec in STACK.functions().items():
         code = scratch / "code" / name
         shutil.copytree(spec.code_dir, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        requirements = spec.code_dir / "requirements.txt"
+        if requirements.is_file():
+            dependencies = _function_dependencies(requirements)
+            if dependencies is not None:
+                shutil.copytree(dependencies, code, dirs_exist_ok=True)
         specs[name] = dataclasses.replace(spec, code_dir=code)
     return specs
+
+
+def _function_dependencies(requirements: Path) -> Path | None:
+    """A function's own requirements (e.g. stripe), installed as SAM's python builder ships
+    them into the function's package: this machine's wheels, no bytecode. Cached."""
+    key = requirements.read_bytes() + sys.version.encode()
+    target = LAYER_CACHE / f"function-{hashlib.sha256(key).hexdigest()[:16]}"
+    if (target / ".complete").is_file():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    command += ["--target", str(target), "-r", str(requirements)]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    if done.returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    (target / ".complete").write_text("installed\n")
+    return target
 
 
 def _measure_without_bytecode(
