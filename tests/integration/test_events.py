@@ -177,3 +177,65 @@ def test_the_schema_registry_in_the_template_is_the_docs_schemas() -> None:
         assert json.loads(declared["Content"]) == event_schemas.envelope(detail_type), (
             "regenerate the registry block: python -m infra.event_schemas"
         )
+
+
+def test_a_given_up_batch_is_redriven_from_its_failure_message(
+    mapping: StreamMapping, user: Client, admin: Client, engine: str
+) -> None:
+    """infra.events_redrive: the on-failure message names the records; they are read again and republished."""
+    from infra import events_redrive
+    from infra.lambdas import Environment
+
+    entries = [
+        admin.post(f"/v1/admin/accounts/{user.sub}/entries", {"type": "grant", "amount": 5, "reason": "r"}).json[
+            "entry"
+        ]
+        for _ in range(2)
+    ]
+    mapping.spec = type(mapping.spec)(**{**mapping.spec.__dict__, "retry_attempts_max": 0})
+    with eventbridge_faults(lambda batch: "ServiceUnavailable"):
+        assert mapping.drain(timeout_s=10)
+    assert published() == [] and mapping.failed_batches
+    records = {}
+    # The records are still in the stream: read them again the way the mapping did (moto has no Streams API).
+    reread = start_mappings(STACK, engine, background=False)[0]
+    reread.poll()
+    for record in reread.pending:
+        records[record["dynamodb"]["SequenceNumber"]] = record
+    if engine != "moto":  # the Streams API path of the tool itself
+        streams = reread.reader.streams
+        (shard,) = streams.describe_stream(StreamArn=reread.reader.stream_arn)["StreamDescription"]["Shards"]
+        first = mapping.failed_batches[0]
+        info = events_redrive.BatchInfo(
+            first.stream_arn or "", shard["ShardId"], first.first_sequence_number, first.last_sequence_number, 1
+        )
+        assert [r["dynamodb"]["SequenceNumber"] for r in events_redrive.stream_records(streams, info)] == [
+            first.first_sequence_number
+        ]
+    messages = [
+        (
+            f"receipt-{n}",
+            json.dumps(
+                {
+                    "DDBStreamBatchInfo": {
+                        "streamArn": failed.stream_arn,
+                        "shardId": "shard-0",
+                        "startSequenceNumber": failed.first_sequence_number,
+                        "endSequenceNumber": failed.last_sequence_number,
+                        "batchSize": failed.batch_size,
+                    }
+                }
+            ),
+        )
+        for n, failed in enumerate(mapping.failed_batches)
+    ] + [("receipt-junk", "{}")]
+    deleted: list[str] = []
+
+    def read(batch: events_redrive.BatchInfo) -> list[dict[str, Any]]:
+        return [r for seq, r in records.items() if int(batch.first) <= int(seq) <= int(batch.last)]
+
+    environment = Environment(mapping.function)
+    outcome = events_redrive.redrive(iter(messages), read, environment.invoke, deleted.append, say=lambda line: None)
+    assert outcome.redriven == len(mapping.failed_batches) and outcome.kept == 1  # the junk message is kept
+    assert deleted == [f"receipt-{n}" for n in range(len(mapping.failed_batches))]
+    assert_every_entry_once_in_order(entries)
