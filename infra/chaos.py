@@ -1169,6 +1169,14 @@ class Verifier:
                 purchased[payment] = entry["amount"]
             elif entry["type"] == "chargeback":
                 clawed[payment] += -entry["amount"] + int(entry.get("unrecovered") or 0)
+        # An admin reversal of a purchase and Stripe's refunds/disputes take it back at most once in total.
+        purchase_payment = {e["entry_id"]: str(e["related_id"]) for e in self.entries if e["type"] == "purchase"}
+        reversed_purchases = 0
+        for entry in self.entries:
+            payment = purchase_payment.get(str(entry.get("reverses") or ""), "")
+            if entry["type"] == "reversal" and payment in payments:
+                clawed[payment] += -entry["amount"]
+                reversed_purchases += 1
         twice = [p for p, n in credited.items() if n > 1]
         require(not twice, f"payments credited more than once: {twice[:5]}")
         over = [p for p, n in clawed.items() if n > purchased.get(p, 0)]
@@ -1179,7 +1187,7 @@ class Verifier:
         recovered = sum(-e["amount"] for e in self.entries if e["type"] == "chargeback")
         return (
             f"{len(credited)} payments credited once each; {len(clawed)} clawed back within their purchase "
-            f"({recovered} tokens recovered)"
+            f"({recovered} tokens recovered, {reversed_purchases} purchases reversed by an admin)"
         )
 
     def balance_summaries_sane(self) -> str:

@@ -22,9 +22,11 @@ def test_a_cursor_round_trips_for_its_caller_and_filter() -> None:
 
 @pytest.mark.parametrize(
     "cursor",
-    ["", "not-base64!!", "eyJ1IjoidTEifQ", encode_cursor(caller="u1", seq=3, entry_type=None)[:-2] + "AA", "x" * 2000],
+    ["", "not-base64!!", "eyJ1IjoidTEifQ", "tampered", "x" * 2000],
 )
 def test_forged_or_corrupt_cursors_are_422(cursor: str) -> None:
+    if cursor == "tampered":  # made here: the key is this process's, so the value differs per worker
+        cursor = encode_cursor(caller="u1", seq=3, entry_type=None)[:-2] + "AA"
     with pytest.raises(ValidationFailed):
         decode_cursor(cursor, caller="u1", entry_type=None)
 
