@@ -1,4 +1,4 @@
-// Small DOM helpers: every text goes in through textContent, never innerHTML.
+// Small DOM helpers: every text goes in through text nodes, never parsed as markup.
 
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);

@@ -255,6 +255,22 @@ def test_an_operator_runs_a_reconciliation_sees_it_charted_and_repairs_an_accoun
     assert "Written: 2 entries" in browser.text("#batch-preview .notice.ok")
     assert "315" in browser.text("#batch-balances"), "the new balance: 300 + 20 - 5"
 
+    # A reversal from the account's entries: the preview names the entry and the compensating amount.
+    browser.goto(f"{url}/console/#/ops/accounts/{victim}")
+    ready(browser, f"#/ops/accounts/{victim}")
+    browser.js(
+        "[...document.querySelectorAll('#account-entries tbody tr')].find(r => r.innerText.includes('+20'))"
+        ".querySelector('a[href*=entry_id]').click()"
+    )
+    ready(browser, "#/ops/reversal")
+    browser.fill("#main input[name=reason]", "console test: granted by mistake")
+    browser.click("#main form button[type=submit]")
+    preview = browser.text("#reversal-preview")
+    assert "A reversal entry of -20 tokens" in preview and "+20" in preview
+    browser.click("#submit-reversal")
+    reversed_ = browser.text("#reversal-preview .notice.ok")
+    assert "Reversed: -20 tokens, balance now 295" in reversed_, reversed_
+
     if local.api.match("POST", "/v1/admin/predictions/p/close") is not None:
         settle_a_prediction(browser, url)
 
