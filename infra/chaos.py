@@ -709,7 +709,7 @@ class Client:
                 if event["type"] == "checkout.session.completed"
                 else "checkout.session.completed"
             )
-            event = _stripe_event(f"{event['id']}-2", other, event["data"]["object"])
+            event = _stripe_event(f"{event['id']}_2", other, event["data"]["object"])  # ids are [A-Za-z0-9_]
         op = Op(self.number, number, "stripe_redelivery", origin.user_id, self._stripe_request(event), None)
         op.origin = origin
         op.stripe = dict(origin.stripe)
