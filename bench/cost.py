@@ -28,9 +28,11 @@ SEED_TOKENS = 10_000
 FLOORS: dict[str, dict[str, Any]] = {
     "balance_read": {"round_trips": 1, "write_units": 0, "source": "DESIGN.md"},
     "history_page": {"round_trips": 1, "write_units": 0, "source": "DESIGN.md"},
-    "commitment": {"round_trips": 2, "write_units": 6, "source": "DESIGN.md"},
-    "commitment_if_match": {"round_trips": 1, "write_units": 6, "source": "DESIGN.md"},
-    "commitment_if_match_cold": {"round_trips": 2, "write_units": 6, "source": "derived: version not cached"},
+    # A commitment also puts its prediction's stake item and checks the closed marker in the same
+    # transaction (#15, docs/admin.md): 2 more write units, and the ConditionCheck priced like one (2).
+    "commitment": {"round_trips": 2, "write_units": 10, "source": "DESIGN.md + stake put + closed check"},
+    "commitment_if_match": {"round_trips": 1, "write_units": 10, "source": "DESIGN.md + stake put + closed check"},
+    "commitment_if_match_cold": {"round_trips": 2, "write_units": 10, "source": "derived: version not cached"},
     "replay": {"round_trips": "1-2", "write_units": 0, "source": "DESIGN.md"},
     "replay_if_match": {"round_trips": "1-2", "write_units": 0, "source": "DESIGN.md"},
     "admin_grant": {"round_trips": 2, "write_units": 6, "source": "DESIGN.md (credit)"},
@@ -47,8 +49,9 @@ FLOORS: dict[str, dict[str, Any]] = {
     },
     "reversal": {
         "round_trips": 3,
-        "write_units": 8,
-        "source": "derived: find the entry (GSI query), read the account, 1 transaction of 4 items",
+        "write_units": 12,
+        "source": "derived: find the entry (GSI query), read the account, 1 transaction of 4 items; "
+        "reversing a commitment adds its stake item and the closed check (#15)",
     },
     "audit_entry": {"round_trips": "1 scan read per item", "write_units": 0, "source": "DESIGN.md"},
 }

@@ -40,12 +40,15 @@ from typing import Any
 from infra.api import ApiResponse, LocalApi
 from infra.chaos_events import EventsUnderFaults
 from infra.invariants import InvariantBroken, assert_account_consistent, require
+from infra.queues import QueuePump, create_queues
 from infra.template import LOCAL_REGION, Stack
 from infra.world import LOCAL_AWS_ENVIRONMENT
 
 ENGINES = ("moto", "dynamodb-local")
 HOT_ACCOUNTS = 6
 PREDICTIONS = 5
+SETTLED_PREDICTIONS = 3
+SETTLE_BODY = {"reason": "chaos: voided", "outcome": "cancelled"}
 CLIENT_ATTEMPTS_MAX = 60  # a client gives up (outcome unknown) after this many tries of one request
 CLIENT_RETRY_DELAY_MS_MAX = 20
 HISTORY_PAGE = 100
@@ -261,6 +264,7 @@ class Features:
     balances: bool  # the admin balance summary
     signup: str | None  # the Cognito PostConfirmation function's logical id
     reconcile: str | None  # the function's logical id
+    predictions: bool = False  # close and settle (the settlement worker behind the queue)
 
     @classmethod
     def of(cls, stack: Stack, api: LocalApi) -> Features:
@@ -275,6 +279,7 @@ class Features:
             balances=api.match("GET", "/v1/admin/balances") is not None,
             signup=signup,
             reconcile=reconcile,
+            predictions=api.match("POST", "/v1/admin/predictions/x/settlement") is not None,
         )
 
     def names(self) -> list[str]:
@@ -284,6 +289,7 @@ class Features:
         found += ["audit and repair"] if self.audit else []
         found += ["sign-up trigger"] if self.signup else []
         found += ["reconciliation"] if self.reconcile else []
+        found += ["close and settle predictions"] if self.predictions else []
         return found
 
 
@@ -300,6 +306,9 @@ class Workload:
         self.run_id = f"r{seed}"
         self.users = [f"u-{self.run_id}-{i}" for i in range(accounts)]
         self.predictions = [f"p-{self.run_id}-{i}" for i in range(PREDICTIONS)]
+        # Predictions that get closed and settled (cancelled) while users commit to them. Only
+        # commitments (and reversals) touch them, so their refunds must equal what each user put in.
+        self.settled = [f"p-{self.run_id}-s{i}" for i in range(SETTLED_PREDICTIONS)] if features.predictions else []
         self.packages = _catalog_package_ids()
         mix: list[tuple[str, int]] = [
             ("commitment", 30),
@@ -325,6 +334,8 @@ class Workload:
             mix.append(("signup", 2))
         if features.balances:
             mix.append(("admin_balances", 2))
+        if features.predictions:
+            mix += [("commitment_settled", 8), ("close", 1), ("settle", 1)]
         self.kinds = [k for k, _ in mix]
         self.weights = [w for _, w in mix]
         # What every client may act on next: recent entries (to reverse) and purchases (to
@@ -519,6 +530,24 @@ class Client:
         request = Request("POST", "/v1/commitments", user_claims(user), body, key, headers)
         kind = "commitment_if_match" if if_match else "commitment"
         return Op(self.number, number, kind, user, request, key, amount=-amount)
+
+    def _op_commitment_settled(self, number: int) -> Op:
+        """A commitment to a prediction that gets closed and settled during the run."""
+        op = self._op_commitment(number)
+        op.request.body["prediction_id"] = self.rng.choice(self.workload.settled)
+        op.kind = "commitment_settled"
+        return op
+
+    def _op_close(self, number: int) -> Op:
+        prediction = self.rng.choice(self.workload.settled)
+        request = Request("POST", f"/v1/admin/predictions/{prediction}/close", admin_claims(self.number))
+        return Op(self.number, number, "close", f"admin-{self.number}", request, None)
+
+    def _op_settle(self, number: int) -> Op:
+        prediction, key = self.rng.choice(self.workload.settled), self.key()
+        path = f"/v1/admin/predictions/{prediction}/settlement"
+        request = Request("POST", path, admin_claims(self.number), dict(SETTLE_BODY), key)
+        return Op(self.number, number, "settle", f"admin-{self.number}", request, key)
 
     def _op_commitment_if_match(self, number: int) -> Op:
         return self._op_commitment(number, if_match=True)
@@ -925,6 +954,8 @@ class Verifier:
             self.check(self.welcome_granted_once)
         if self.features.balances:
             self.check(self.balance_summaries_sane)
+        if self.features.predictions:
+            self.check(self.settlements_exact)
         self.check(self.unknown_outcomes)
         return self.checks
 
@@ -1052,6 +1083,51 @@ class Verifier:
         require(not problems, "; ".join(problems[:5]))
         return f"{records} stored responses each name exactly their key's entries"
 
+    def _settled_predictions(self) -> set[str]:
+        return {op.request.path.split("/")[4] for op in self.ops if op.kind == "settle" and op.ok}
+
+    def settlements_exact(self) -> str:
+        """Each settled prediction: nothing committed after its close, every user refunded exactly once
+        what they put in net of reversals, the settlement completed and its totals agreeing."""
+        problems: list[str] = []
+        settled = self._settled_predictions()
+        for prediction in sorted(settled):
+            response = self.api.request("GET", f"/v1/admin/predictions/{prediction}/settlement", claims=admin_claims(0))
+            require(response.status == 200, f"{prediction}: GET settlement {response.status}")
+            settlement = response.json
+            if settlement["status"] != "completed":
+                problems.append(f"{prediction}: settlement {settlement['status']}")
+            put_in: Counter[str] = Counter()
+            refunded: Counter[str] = Counter()
+            refunds: Counter[str] = Counter()
+            for entry in self.entries:
+                if entry.get("related_id") != prediction:
+                    continue
+                if entry["type"] == "commitment":
+                    put_in[entry["user_id"]] -= entry["amount"]
+                    if entry["created_at"] > settlement["closed_at"]:
+                        problems.append(f"{prediction}: commitment {entry['entry_id']} after the close")
+                elif entry["type"] == "reversal":
+                    put_in[entry["user_id"]] -= entry["amount"]
+                elif entry["type"] == "refund":
+                    refunded[entry["user_id"]] += entry["amount"]
+                    refunds[entry["user_id"]] += 1
+            expected = {u: n for u, n in put_in.items() if n > 0}
+            if dict(refunded) != expected:
+                problems.append(f"{prediction}: refunded {dict(refunded)} != put in {expected}")
+            if any(n > 1 for n in refunds.values()):
+                problems.append(f"{prediction}: a user refunded more than once")
+            total = sum(expected.values())
+            if (settlement["taken_in"], settlement["paid_total"]) != (total, total):
+                problems.append(f"{prediction}: taken_in {settlement['taken_in']}, paid {settlement['paid_total']}")
+        require(not problems, "; ".join(problems[:5]))
+        closes = sum(1 for op in self.ops if op.kind == "close" and op.ok)
+        late = sum(1 for op in self.ops if op.kind == "commitment_settled" and _code(op.body) == "prediction_closed")
+        return (
+            f"{len(settled)} predictions settled ({closes} closes): every user refunded once what they put in;"
+            f" {late} commitments refused after a close, none written after it"
+        )
+
     def every_entry_explained(self) -> str:
         """No token from nowhere: each entry comes from a request some client sent."""
         sent = {op.key for op in self.ops if op.key}
@@ -1066,6 +1142,9 @@ class Verifier:
             if entry.get("actor") == WELCOME_GRANT_ACTOR and entry["user_id"] in self._signed_up():
                 continue
             if entry["type"] in ("purchase", "chargeback") and entry.get("related_id") in payments:
+                continue
+            by_settlement = entry["type"] == "refund" and str(entry.get("actor", "")).startswith("settlement:")
+            if by_settlement and entry.get("related_id") in self._settled_predictions():
                 continue
             orphans.append(f"{entry['user_id']}#{entry['seq']} {entry['type']} {entry['amount']}")
         require(not orphans, f"entries no client asked for: {orphans[:5]}")
@@ -1283,6 +1362,7 @@ def world(engine: str, stack: Stack, secrets: dict[str, str]) -> Iterator[Any]:
         create_buckets(stack, boto3.client("s3", region_name=LOCAL_REGION))
         create_secrets(stack, boto3.client("secretsmanager", region_name=LOCAL_REGION), secrets)
         create_event_buses(stack, boto3.client("events", region_name=LOCAL_REGION))
+        create_queues(stack, boto3.client("sqs", region_name=LOCAL_REGION))
         yield dynamodb
 
 
@@ -1353,6 +1433,8 @@ def run(
         events = EventsUnderFaults(stack, engine, seed=seed, fault_rate=fault_rate)
         if events.declared(stack):
             events.start()
+        # The settlement queue: its worker pays refunds while the clients go on committing.
+        pump = QueuePump(stack, LocalApi(stack).pool).start() if features.predictions else None
         threads = [threading.Thread(target=drive, args=(w,), name=f"chaos-client-{w.number}") for w in workers]
         for thread in threads:
             thread.start()
@@ -1364,6 +1446,9 @@ def run(
                     log(f"chaos: {done}/{ops} operations after {time.monotonic() - started:.0f}s")
                 thread.join(timeout=PROGRESS_EVERY_S)
         elapsed = time.monotonic() - started
+        if pump is not None:
+            pump.stop()
+            pump.drain()  # what is left of the settlements, before the checks
         if log:
             log(f"chaos: workload done in {elapsed:.1f}s; verifying")
         events_caught_up = events.finish() if events.mappings else True
