@@ -25,8 +25,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokenledger.adapters.dynamodb import entry_from_item
 from tokenledger.adapters.eventbridge import EventBridgePublisher, PublishFailed, make_events_client
+from tokenledger.adapters.predictions import plain_item
 from tokenledger.observability import make_tracer
-from tokenledger.service.events import entry_events
+from tokenledger.service.events import OutboundEvent, entry_events, settlement_completed_events
 
 logger = Logger()
 tracer = make_tracer()
@@ -60,7 +61,12 @@ def record_handler(record: DynamoDBRecord) -> None:
         batch.failed = True
         raise SkippedAfterFailure("too close to the timeout")
     raw = record.raw_event
-    image = (raw.get("dynamodb") or {}).get("NewImage")
+    change = raw.get("dynamodb") or {}
+    image = change.get("NewImage")
+    if raw.get("eventName") == "MODIFY" and image and "sk" in image:  # the predictions table's stream
+        settlement = settlement_completed_events(plain_item(change.get("OldImage") or {}), plain_item(image))
+        _publish(settlement, {"settlement_id": plain_item(image).get("settlement_id")})
+        return
     if raw.get("eventName") != "INSERT" or not image or "entry_id" not in image:
         metrics.add_metric(name="StreamRecordsIgnored", unit=MetricUnit.Count, value=1)
         return  # entries are immutable: only an entry's INSERT means anything here
@@ -68,13 +74,21 @@ def record_handler(record: DynamoDBRecord) -> None:
         image = {**image, "metadata": {"M": {}}}
     entry = entry_from_item(image)
     events = entry_events(entry.to_api(), low_balance_tokens=LOW_BALANCE_TOKENS)
+    _publish(events, {"user_id": entry.user_id, "seq": entry.seq})
+
+
+def _publish(events: list[OutboundEvent], about: dict[str, Any]) -> None:
+    """Publish one record's events; a refusal fails this record and every later one of the batch."""
+    if not events:
+        metrics.add_metric(name="StreamRecordsIgnored", unit=MetricUnit.Count, value=1)
+        return
     try:
         publisher.publish(events)
     except PublishFailed as refused:
         batch.failed = True
         logger.warning(
             "events not accepted by the bus; the record will be retried",
-            extra={"user_id": entry.user_id, "seq": entry.seq, "codes": sorted(set(refused.codes))},
+            extra={**about, "codes": sorted(set(refused.codes))},
         )
         raise
     metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=len(events))

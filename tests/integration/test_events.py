@@ -9,6 +9,7 @@ docs/events.md.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from infra import event_schemas
 from infra.bus import BUS_LOG, eventbridge_faults, install_bus_tap
+from infra.queues import QueuePump
 from infra.streams import StreamMapping, start_mappings
 from tests.conftest import STACK, Client
 from tokenledger.adapters import eventbridge
@@ -39,9 +41,15 @@ def mapping(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[St
     install_bus_tap()
     BUS_LOG.clear()
     monkeypatch.setattr(eventbridge, "RETRY_DELAY_MS_BASE", 0)  # the publisher's backoff, not the test's time
-    (found,) = start_mappings(STACK, aws["engine"], background=False)
+    found = stream_mapping(start_mappings(STACK, aws["engine"], background=False))
     found.retry_delay_s = 0
     yield found
+
+
+def stream_mapping(mappings: list[StreamMapping], event_name: str = "EntriesStream") -> StreamMapping:
+    """The template's stream event `event_name` on the publisher (entries, or the predictions table's)."""
+    (found,) = [m for m in mappings if m.spec.event_name == event_name]
+    return found
 
 
 def published(detail_type: str = "Entry Created") -> list[dict[str, Any]]:
@@ -167,6 +175,42 @@ def test_reconciliation_publishes_its_counts(aws: dict[str, Any], api: Any, admi
     assert event["detail"]["accounts_checked"] == report["accounts_checked"]
 
 
+def test_a_completed_settlement_is_published_once_from_the_predictions_stream(
+    aws: dict[str, Any], admin: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_bus_tap()
+    BUS_LOG.clear()
+    monkeypatch.setattr(eventbridge, "RETRY_DELAY_MS_BASE", 0)
+    predictions = stream_mapping(start_mappings(STACK, aws["engine"], background=False), "PredictionsStream")
+    prediction_id = f"p-{uuid.uuid4().hex[:10]}"
+    user = Client(admin.api, f"u-{uuid.uuid4().hex[:12]}")
+    assert (
+        admin.post(f"/v1/admin/accounts/{user.sub}/entries", {"type": "grant", "amount": 50, "reason": "r"}).status
+        == 201
+    )
+    assert user.post("/v1/commitments", {"prediction_id": prediction_id, "amount": 20}).status == 201
+    path = f"/v1/admin/predictions/{prediction_id}/settlement"
+    assert admin.post(path, {"reason": "void", "outcome": "cancelled"}).status == 202
+    assert predictions.drain(timeout_s=10)
+    assert published("Settlement Completed") == []  # pending and running are not the fact
+
+    QueuePump(STACK, admin.api.pool).drain()
+    assert predictions.drain(timeout_s=10)
+    done = admin.get(path).json
+    assert done["status"] == "completed"
+    (event,) = published("Settlement Completed")
+    validate(event)
+    detail = event["detail"]
+    assert detail["event_id"] == f"settlement:{done['settlement_id']}"
+    assert (detail["prediction_id"], detail["outcome"], detail["taken_in"]) == (prediction_id, "cancelled", 20)
+    assert (detail["paid_total"], detail["entries_written"], detail["completed_at"]) == (20, 1, done["completed_at"])
+
+    # A later look at the settlement (or a redelivered record) publishes nothing new.
+    assert admin.post(path, {"reason": "void", "outcome": "cancelled"}).status == 202
+    assert predictions.drain(timeout_s=10)
+    assert len(published("Settlement Completed")) == 1
+
+
 def test_the_schema_registry_in_the_template_is_the_docs_schemas() -> None:
     resources = STACK.resources
     for detail_type in DETAIL_TYPES:
@@ -198,7 +242,7 @@ def test_a_given_up_batch_is_redriven_from_its_failure_message(
     assert published() == [] and mapping.failed_batches
     records = {}
     # The records are still in the stream: read them again the way the mapping did (moto has no Streams API).
-    reread = start_mappings(STACK, engine, background=False)[0]
+    reread = stream_mapping(start_mappings(STACK, engine, background=False))
     reread.poll()
     for record in reread.pending:
         records[record["dynamodb"]["SequenceNumber"]] = record

@@ -27,7 +27,7 @@ STAKE_PAGES_MAX = 10_000
 AttributeMap = dict[str, dict[str, Any]]
 
 
-def _plain(item: AttributeMap) -> dict[str, Any]:
+def plain_item(item: AttributeMap) -> dict[str, Any]:
     """A DynamoDB item as plain Python (numbers as int)."""
     out: dict[str, Any] = {}
     for name, value in item.items():
@@ -56,7 +56,7 @@ class DynamoPredictionStore:
         item = self.client.get_item(TableName=self.table, Key=self._key(prediction_id, sk), ConsistentRead=True).get(
             "Item"
         )
-        return _plain(item) if item else None
+        return plain_item(item) if item else None
 
     # ---------------------------------------------------------------- close
     def close(self, prediction_id: str, *, actor: str, now: str) -> dict[str, Any]:
@@ -71,7 +71,7 @@ class DynamoPredictionStore:
             if found is None:
                 raise InvariantViolation(f"closed marker of {prediction_id} refused but absent") from None
             return found
-        return _plain(item)
+        return plain_item(item)
 
     def closed(self, prediction_id: str) -> dict[str, Any] | None:
         return self._get(prediction_id, CLOSED_SK)

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tokenledger.service.prediction_keys import SETTLEMENT_SK
+
 EVENT_SOURCE = "tokenledger"
 DETAIL_ENTRY_CREATED = "Entry Created"
 DETAIL_BALANCE_LOW = "Balance Low"
@@ -52,6 +54,9 @@ SETTLEMENT_FIELDS = (
     "payouts_total",
     "paid_total",
     "entries_written",
+    "taken_in",
+    "house_contribution",
+    "created_at",
     "completed_at",
 )
 
@@ -135,8 +140,20 @@ def reconciliation_event(report: Mapping[str, Any]) -> OutboundEvent:
     return OutboundEvent(DETAIL_RECONCILIATION_COMPLETED, detail, event_id, report.get("finished_at") or None)
 
 
+def settlement_completed_events(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[OutboundEvent]:
+    """`Settlement Completed` for the settlement item's change into `completed`, else nothing.
+
+    The fact is the settlement item (predictions table, sort key `settlement`) moving from any
+    other status to `completed`: exactly one stream record per settlement, whatever progress
+    updates came before it. `old` and `new` are the record's images as plain values.
+    """
+    if new.get("sk") != SETTLEMENT_SK or new.get("status") != "completed" or old.get("status") == "completed":
+        return []
+    return [settlement_event(new)]
+
+
 def settlement_event(settlement: Mapping[str, Any]) -> OutboundEvent:
-    """`Settlement Completed`: a prediction's settlement finished (the hook for the settlement run)."""
+    """`Settlement Completed`: a prediction's settlement finished, keyed by its settlement id."""
     detail = {name: settlement.get(name) for name in SETTLEMENT_FIELDS}
     event_id = f"settlement:{settlement['settlement_id']}"
     detail["event_id"] = event_id

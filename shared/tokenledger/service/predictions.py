@@ -10,7 +10,7 @@
   write path with an idempotency record keyed on (settlement id, chunk), and records progress
   with a conditional update (`chunks_done = n -> n + 1`), so a crash anywhere resumes without
   paying anyone twice. The settlement item reaching `completed` is the `Settlement Completed`
-  fact (`settlement_completed_detail`).
+  fact (`tokenledger.service.events.settlement_completed_events`).
 """
 
 from __future__ import annotations
@@ -145,28 +145,6 @@ def settlement_view(record: dict[str, Any]) -> dict[str, Any]:
     """The API's settlement: the stored item without its keys and internals."""
     hidden = {"pk", "sk", "plan_hash", "request_hash"}
     return {k: v for k, v in sorted(record.items()) if k not in hidden}
-
-
-def settlement_completed_detail(record: dict[str, Any]) -> dict[str, Any]:
-    """The `Settlement Completed` fact: what the events publisher sends as the event's detail.
-
-    The fact is recorded by the settlement item reaching `status = completed` (predictions
-    table, stream NEW_AND_OLD_IMAGES: the MODIFY whose old image is not completed and new one is).
-    """
-    keys = (
-        "settlement_id",
-        "prediction_id",
-        "outcome",
-        "taken_in",
-        "payouts_total",
-        "paid_total",
-        "house_contribution",
-        "entries_written",
-        "chunks_total",
-        "created_at",
-        "completed_at",
-    )
-    return {k: record.get(k) for k in keys}
 
 
 class Predictions:
