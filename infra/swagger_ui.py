@@ -8,13 +8,10 @@ from outside this machine. ``python -m infra.swagger_ui`` installs it ahead of t
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
-from infra.npm import NpmFetchFailed, check_sha256, npm_pack
+from infra.npm import NpmFetchFailed, install_pinned, is_installed
 
 NPM_PACKAGE = "swagger-ui-dist"
 NPM_VERSION = "5.35.0"
@@ -31,7 +28,6 @@ ASSETS = {
     "favicon-32x32.png": "image/png",
     "favicon-16x16.png": "image/png",
 }
-_MARKER = ".tokenledger-complete"
 
 
 class SwaggerUIUnavailable(RuntimeError):
@@ -47,7 +43,7 @@ def cache_dir() -> Path:
 def find_installed() -> Path | None:
     """The folder holding the assets, if a complete verified copy is cached."""
     folder = cache_dir()
-    if (folder / _MARKER).is_file() and all((folder / "package" / name).is_file() for name in ASSETS):
+    if is_installed(folder) and all((folder / "package" / name).is_file() for name in ASSETS):
         return folder / "package"
     return None
 
@@ -57,32 +53,13 @@ def ensure_installed() -> Path:
     found = find_installed()
     if found is not None:
         return found
-    final = cache_dir()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{NPM_VERSION}.tmp-", dir=final.parent))
     try:
-        try:
-            tarball = npm_pack(NPM_PACKAGE, NPM_VERSION, work, timeout_s=NPM_TIMEOUT_S)
-            actual = check_sha256(tarball, TARBALL_SHA256)
-        except NpmFetchFailed as exc:
-            raise SwaggerUIUnavailable(str(exc)) from exc
-        with tarfile.open(tarball, "r:gz") as tar:
-            tar.extractall(work, filter="data")
-        tarball.unlink()
-        work.chmod(0o755)
-        (work / _MARKER).write_text(f"{NPM_PACKAGE}@{NPM_VERSION} sha256={actual}\n")
-        if final.exists() and not (final / _MARKER).is_file():
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            work.rename(final)
-        except OSError:
-            if not (final / _MARKER).is_file():  # another process won the race with a complete copy
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        install_pinned(NPM_PACKAGE, NPM_VERSION, TARBALL_SHA256, cache_dir(), timeout_s=NPM_TIMEOUT_S)
+    except NpmFetchFailed as exc:
+        raise SwaggerUIUnavailable(str(exc)) from exc
     found = find_installed()
     if found is None:
-        raise SwaggerUIUnavailable(f"{final} is incomplete; delete it and retry")
+        raise SwaggerUIUnavailable(f"{cache_dir()} is incomplete; delete it and retry")
     return found
 
 
