@@ -6,7 +6,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.config import Config
@@ -174,27 +174,14 @@ class DynamoLedgerRepository:
         return account_from_item(item) if item else None
 
     def get_accounts(self, user_ids: Sequence[str]) -> dict[str, Account]:
-        """BatchGetItem in chunks of 100, retrying `UnprocessedKeys` with bounded backoff."""
+        """BatchGetItem in chunks of 100 (`batch_get`: unprocessed keys asked again with backoff)."""
         found: dict[str, Account] = {}
         unique = list(dict.fromkeys(user_ids))
         for start in range(0, len(unique), BATCH_GET_KEYS_MAX):
-            request: dict[str, Any] = {
-                self.accounts_table: {
-                    "Keys": [{"user_id": _s(u)} for u in unique[start : start + BATCH_GET_KEYS_MAX]],
-                    "ConsistentRead": True,
-                }
-            }
-            for round_no in range(BATCH_GET_ROUNDS_MAX):
-                response = self.client.batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self.accounts_table, []):
-                    account = account_from_item(item)
-                    found[account.user_id] = account
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(random.random() * min(0.5, 0.02 * 2**round_no))
-            else:
-                raise RuntimeError("BatchGetItem left keys unprocessed after every retry")
+            keys = [{"user_id": _s(u)} for u in unique[start : start + BATCH_GET_KEYS_MAX]]
+            for item in batch_get(self.client, self.accounts_table, keys):
+                account = account_from_item(item)
+                found[account.user_id] = account
         return found
 
     def get_idempotency(self, pk: str) -> StoredResponse | None:
@@ -425,3 +412,32 @@ class DynamoLedgerRepository:
         if entry_clash and not stale and replay is None:
             raise InvariantViolation("an entry at the next seq already exists: the account item is behind its chain")
         return TransactionRefused(replay=replay, stale=stale, guards_failed=guards_failed)
+
+
+def batch_get(
+    client: Any,
+    table: str,
+    keys: list[AttributeMap],
+    *,
+    projection: str | None = None,
+    expression_names: dict[str, str] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[AttributeMap]:
+    """BatchGetItem (ConsistentRead) of up to 100 keys, retrying `UnprocessedKeys` with bounded backoff."""
+    if not keys:
+        return []
+    spec: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+    if projection is not None:
+        spec["ProjectionExpression"] = projection
+    if expression_names:
+        spec["ExpressionAttributeNames"] = expression_names
+    request: dict[str, Any] = {table: spec}
+    found: list[AttributeMap] = []
+    for round_no in range(BATCH_GET_ROUNDS_MAX):
+        response = client.batch_get_item(RequestItems=request)
+        found.extend(response.get("Responses", {}).get(table, []))
+        request = response.get("UnprocessedKeys") or {}
+        if not request:
+            return found
+        sleep(random.random() * min(0.5, 0.02 * 2**round_no))
+    raise RuntimeError("BatchGetItem left keys unprocessed after every retry")

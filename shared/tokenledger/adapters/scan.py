@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tokenledger.adapters.dynamodb import AttributeMap, account_from_item, entry_from_item
+from tokenledger.adapters.dynamodb import AttributeMap, account_from_item, batch_get, entry_from_item
 from tokenledger.domain.model import Account, Entry
 from tokenledger.service.reconcile import (
     LOOKUP_BATCH_MAX,
@@ -32,7 +31,6 @@ SCAN_PAGE_ITEMS_MAX = 1_000  # Limit per Scan request (a page is also capped at 
 SCAN_QUEUE_PAGES_MAX = 8
 SCAN_PUT_WAIT_S = 0.5
 CHAIN_PAGE_ITEMS = 500
-BATCH_GET_ROUNDS_MAX = 8
 
 _DONE = object()
 
@@ -210,35 +208,6 @@ class DynamoAuditReads:
             sleep=self._sleep,
         )
         return {(i["user_id"]["S"], int(i["seq"]["N"])): i["entry_id"]["S"] for i in items}
-
-
-def batch_get(
-    client: Any,
-    table: str,
-    keys: list[AttributeMap],
-    *,
-    projection: str | None = None,
-    expression_names: dict[str, str] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[AttributeMap]:
-    """BatchGetItem (ConsistentRead) of up to 100 keys, retrying `UnprocessedKeys` with bounded backoff."""
-    if not keys:
-        return []
-    spec: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
-    if projection is not None:
-        spec["ProjectionExpression"] = projection
-    if expression_names:
-        spec["ExpressionAttributeNames"] = expression_names
-    request: dict[str, Any] = {table: spec}
-    found: list[AttributeMap] = []
-    for round_no in range(BATCH_GET_ROUNDS_MAX):
-        response = client.batch_get_item(RequestItems=request)
-        found.extend(response.get("Responses", {}).get(table, []))
-        request = response.get("UnprocessedKeys") or {}
-        if not request:
-            return found
-        sleep(random.random() * min(0.5, 0.02 * 2**round_no))
-    raise RuntimeError("BatchGetItem left keys unprocessed after every retry")
 
 
 def payment_record_of(item: AttributeMap) -> PaymentRecord | None:
