@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from tokenledger.domain.chain import GENESIS_HASH, entry_hash
 from tokenledger.domain.errors import ContentionExhausted, LedgerError
 from tokenledger.domain.model import Account, Entry, EntryType
+from tokenledger.domain.stripe_outcomes import CREDITING, REFUSED_PAYMENT, Outcome
 from tokenledger.service.ports import AccountWrite, Guard, IdempotencyClaim, TransactionRefused
 
 LOOKUP_BATCH_MAX = 100  # keys per batched existence lookup (DynamoDB BatchGetItem's limit)
@@ -117,12 +118,12 @@ class StripeEventSeen:
     outcome: str
 
 
-# Outcomes of a Stripe event record (tokenledger.service.stripe_credits.Outcome), as stored.
-CREDITING_OUTCOMES = frozenset({"credited", "already_credited"})
+# Outcomes of a Stripe event record, as stored (tokenledger.domain.stripe_outcomes).
+CREDITING_OUTCOMES = CREDITING
 # Money taken and deliberately not credited: a payment without a purchase unless another
 # event of the same payment credited it.
-REFUSED_OUTCOMES = frozenset({"unknown_package", "missing_metadata", "price_mismatch"})
-PRICE_MISMATCH_OUTCOME = "price_mismatch"
+REFUSED_OUTCOMES = REFUSED_PAYMENT
+PRICE_MISMATCH_OUTCOME = Outcome.PRICE_MISMATCH
 STRIPE_EVENT_METADATA = "stripe_event"  # the purchase entry's metadata key naming its crediting event
 
 
