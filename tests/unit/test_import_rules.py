@@ -53,6 +53,12 @@ def test_service_layer_talks_to_no_aws_sdk() -> None:
     assert _offenders(service, ("boto3", "botocore", "aws_lambda_powertools.event_handler")) == []
 
 
+def test_service_layer_imports_no_http_layer() -> None:
+    """Status codes and request schemas belong to `http`; use cases return domain results."""
+    service = _modules("shared/tokenledger/service")
+    assert _offenders(service, ("tokenledger.http",)) == []
+
+
 def test_a_broken_invariant_is_reported_under_python_dash_o() -> None:
     """`python -O` strips asserts; the invariant checks must still fail when broken."""
     code = "from infra.invariants import require\nrequire(1 + 1 == 3, 'arithmetic broke')\n"

@@ -21,6 +21,8 @@ METADATA_KEY_CHARS_MAX = 40
 METADATA_VALUE_CHARS_MAX = 500
 REASON_CHARS_MAX = 500
 ID_CHARS_MAX = 128
+# What a user, prediction or related id may look like (no "|": service keys use it as a separator).
+ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{ID_CHARS_MAX - 1}}}$"
 
 
 class EntryType(StrEnum):

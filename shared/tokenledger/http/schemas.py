@@ -11,15 +11,13 @@ from tokenledger.domain.errors import ValidationFailed
 from tokenledger.domain.model import (
     AMOUNT_MAX,
     AMOUNT_MIN,
-    ID_CHARS_MAX,
+    ID_PATTERN,
     METADATA_KEY_CHARS_MAX,
     METADATA_KEYS_MAX,
     METADATA_VALUE_CHARS_MAX,
     REASON_CHARS_MAX,
     check_amount,
 )
-
-ID_PATTERN = rf"^[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{ID_CHARS_MAX - 1}}}$"
 
 Identifier = Annotated[StrictStr, StringConstraints(pattern=ID_PATTERN)]
 Amount = Annotated[StrictInt, Field(ge=AMOUNT_MIN, le=AMOUNT_MAX, description="Tokens, a JSON integer.")]

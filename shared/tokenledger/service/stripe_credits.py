@@ -53,9 +53,8 @@ from tokenledger.domain.errors import (
     LedgerError,
     ValidationFailed,
 )
-from tokenledger.domain.model import ID_CHARS_MAX, Account, Entry, EntryDraft, EntryType
+from tokenledger.domain.model import ID_CHARS_MAX, ID_PATTERN, Account, Entry, EntryDraft, EntryType
 from tokenledger.domain.stripe_outcomes import NOT_CREDITED, REFUSED_PAYMENT, Outcome
-from tokenledger.http.schemas import ID_PATTERN
 from tokenledger.service.clawback import (
     CLAWBACK_ATTEMPTS_MAX,
     CLAWBACK_STEP_GUARD,
