@@ -738,7 +738,9 @@ class Client:
                 if event["type"] == "checkout.session.completed"
                 else "checkout.session.completed"
             )
-            event = _stripe_event(f"{event['id']}_2", other, event["data"]["object"])  # ids are [A-Za-z0-9_]
+            # One derived id (ids are [A-Za-z0-9_]) for every redelivery of this origin, with the same
+            # content: a copy made a second later would be an id resent changed (409, retried forever).
+            event = _stripe_event(f"{event['id']}_2", other, event["data"]["object"], created=event["created"])
         op = Op(self.number, number, "stripe_redelivery", origin.user_id, self._stripe_request(event), None)
         op.origin = origin
         op.stripe = dict(origin.stripe)
@@ -793,12 +795,13 @@ class Client:
         return op
 
 
-def _stripe_event(event_id: str, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+def _stripe_event(event_id: str, kind: str, obj: dict[str, Any], *, created: int | None = None) -> dict[str, Any]:
+    """A Stripe event; one id always has one content (Stripe never resends an id changed)."""
     return {
         "id": event_id,
         "object": "event",
         "api_version": "2024-06-20",
-        "created": int(time.time()),
+        "created": int(time.time()) if created is None else created,
         "livemode": False,
         "type": kind,
         "data": {"object": obj},
