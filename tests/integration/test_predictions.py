@@ -128,6 +128,12 @@ def test_a_resolved_prediction_pays_out_in_the_background_once(admin: Client, aw
     replay = settle(admin, prediction_id, body, key="settle-1")
     assert replay.status == 202 and replay.headers.get("idempotent-replayed") == "true"
     assert settle(admin, prediction_id, body).json["settlement_id"] == answer["settlement_id"]
+    # A new key with the same plan stores its own answer: its retry is a replay of that answer.
+    second = settle(admin, prediction_id, body, key="settle-2")
+    assert second.status == 202 and second.json["settlement_id"] == answer["settlement_id"]
+    again = settle(admin, prediction_id, body, key="settle-2")
+    assert again.status == 202 and again.headers.get("idempotent-replayed") == "true"
+    assert again.json == second.json
     other = settle(admin, prediction_id, {**body, "payouts": payouts[:1]})
     assert other.status == 409 and other.json["code"] == "already_settled"
     reused = settle(admin, prediction_id, {**body, "reason": "other"}, key="settle-1")

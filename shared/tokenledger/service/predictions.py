@@ -279,8 +279,24 @@ class Predictions:
                 "with another plan; a prediction is settled once",
                 settlement_id=existing["settlement_id"],
             )
+        # The same plan under a new key: this key's answer is stored like a first answer, so its
+        # own retries replay it (same body, `Idempotent-Replayed`) instead of the progress of the day.
+        body = settlement_view(existing)
+        claim = IdempotencyClaim(
+            pk=scope.pk,
+            response=StoredResponse(request_hash=scope.request_hash, status=202, body=body),
+            expires_at=int(self._epoch_s()) + IDEMPOTENCY_TTL_S,
+        )
+        try:
+            self.admin.ledger.repo.commit([], idempotency=claim)
+        except TransactionRefused as refused:
+            if refused.replay is None:
+                raise
+            stored = scope.check_replay(refused.replay)
+            self._kick(existing["prediction_id"], existing["settlement_id"])
+            return SettleAnswer(stored.status, stored.body, replayed=True)
         self._kick(existing["prediction_id"], existing["settlement_id"])
-        return SettleAnswer(202, settlement_view(existing))
+        return SettleAnswer(202, body)
 
     def _kick(self, prediction_id: str, settlement_id: Any) -> None:
         """(Re)send the work message; harmless when the work is done or under way (the worker is idempotent)."""
