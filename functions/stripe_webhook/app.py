@@ -18,10 +18,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokenledger.adapters.stripe_store import build_stripe_webhook_from_env
 from tokenledger.domain.errors import InvalidSignature
+from tokenledger.domain.stripe_outcomes import Outcome
 from tokenledger.http.api import header, json_response, make_resolver
 from tokenledger.http.schemas import problem_responses
 from tokenledger.observability import make_tracer
-from tokenledger.service.stripe_credits import Outcome, PurchaseNotRecorded, StripeEventConflict, outcome_metrics
+from tokenledger.service.stripe_events import PurchaseNotRecorded, StripeEventConflict, outcome_metrics
 
 logger = Logger()
 tracer = make_tracer()

@@ -11,21 +11,15 @@ from hypothesis import strategies as st
 
 from tests.fakes import FakeRepository
 from tokenledger.domain.model import AMOUNT_MAX, Account, Entry, EntryDraft, EntryType
+from tokenledger.domain.stripe_events import EventRecord, StoredEvent, record_attributes, stored_event_from
+from tokenledger.domain.stripe_outcomes import Outcome
+from tokenledger.service.clawback import CLAWBACK_STEP_PREFIX, clawback_step_pk
 from tokenledger.service.idempotency import IdempotencyScope, request_hash
 from tokenledger.service.ledger import Ledger
 from tokenledger.service.ports import Guard
-from tokenledger.service.stripe_credits import (
-    CLAWBACK_STEP_PREFIX,
-    EventRecord,
-    Outcome,
-    StoredEvent,
-    StripeCredits,
-    clawback_step_pk,
-    outcome_metrics,
-    record_attributes,
-    refund_clawback_level,
-    stored_event_from,
-)
+from tokenledger.service.stripe_clawbacks import refund_clawback_level
+from tokenledger.service.stripe_credits import StripeCredits
+from tokenledger.service.stripe_events import outcome_metrics
 
 _ids = itertools.count()
 TOKENS = 550  # the standard pack
@@ -435,7 +429,7 @@ def test_a_session_paid_at_another_price_than_the_catalog_credits_nothing(paid: 
 
 
 def test_the_same_event_id_with_other_content_is_refused_and_the_first_record_stands() -> None:
-    from tokenledger.service.stripe_credits import StripeEventConflict
+    from tokenledger.service.stripe_events import StripeEventConflict
 
     webhook, repo, store = make_credits()
     first = webhook.handle(session_event("evt_1", package="diamond"))

@@ -17,21 +17,19 @@ from botocore.exceptions import ClientError
 
 from tokenledger.adapters.dynamodb import _plain_to_attr, account_from_item, attr_to_plain
 from tokenledger.domain.model import Account
-from tokenledger.service.ports import Guard
+from tokenledger.domain.stripe_events import EventRecord, StoredEvent, record_attributes, stored_event_from
+from tokenledger.service.ports import STRIPE_EVENT_GUARD, Guard
 
 if TYPE_CHECKING:
     from tokenledger.adapters.stripe_signature import StripeSignatureVerifier
-    from tokenledger.service.stripe_credits import EventRecord, StoredEvent, StripeCredits
+    from tokenledger.service.stripe_credits import StripeCredits
 
 PAYMENT_INDEX = "by-payment"
 PAYMENT_OUTCOMES_MAX = 100  # events read per payment (a payment has a handful)
 EVENT_KEY = "event_id"
-EVENT_GUARD = "stripe_event"
 
 
 def _stored(item: dict[str, Any]) -> StoredEvent:
-    from tokenledger.service.stripe_credits import stored_event_from
-
     plain = {k: attr_to_plain(v) for k, v in item.items()}
     return stored_event_from(str(plain.pop(EVENT_KEY)), plain)
 
@@ -90,8 +88,6 @@ class DynamoStripeStore:
 
     def put_event(self, record: EventRecord, *, processed_at: str, content_hash: str) -> StoredEvent | None:
         """One conditional PutItem; on a redelivery, one more GetItem to return the first record."""
-        from tokenledger.service.stripe_credits import record_attributes
-
         item = {EVENT_KEY: {"S": record.event_id}}
         for name, value in record_attributes(record, processed_at=processed_at, content_hash=content_hash).items():
             item[name] = _plain_to_attr(value)
@@ -109,10 +105,8 @@ class DynamoStripeStore:
         return None
 
     def event_guard(self, record: EventRecord, *, processed_at: str, content_hash: str) -> Guard:
-        from tokenledger.service.stripe_credits import record_attributes
-
         return Guard(
-            name=EVENT_GUARD,
+            name=STRIPE_EVENT_GUARD,
             pk=record.event_id,
             attributes=record_attributes(record, processed_at=processed_at, content_hash=content_hash),
             table=self.events_table,

@@ -30,7 +30,7 @@ from tokenledger.domain.errors import (
 from tokenledger.domain.model import AMOUNT_MAX, Account, Entry, EntryDraft, EntryType
 from tokenledger.service.clawback import CLAWBACK_ATTEMPTS_MAX, CLAWBACK_STEP_GUARD, STRIPE, clawback_level
 from tokenledger.service.idempotency import IDEMPOTENCY_TTL_S, IdempotencyScope, request_hash
-from tokenledger.service.ledger import GuardFailed, Ledger, WriteResult, admin_draft
+from tokenledger.service.ledger import GuardFailed, Ledger, WriteResult, admin_draft, single_entry_body
 from tokenledger.service.ports import AccountWrite, Guard, TransactionRefused
 from tokenledger.service.prediction_keys import CLOSED_GUARD, closed_check, prediction_of, stake_put
 
@@ -315,7 +315,7 @@ class AdminOperations:
             lambda _accounts: {user_id: [draft]},
             users=[user_id],
             scope=scope,
-            body=lambda entries, after: {"entry": entries[0].to_api(), "balance": after[user_id].balance},
+            body=single_entry_body(user_id),
             idempotency_ttl_s=None,
         )
 

@@ -106,6 +106,15 @@ BodyBuilder = Callable[[list[Entry], dict[str, Account]], dict[str, Any]]
 Guards = Sequence[Guard] | Callable[[list[Entry]], Sequence[Guard]]
 
 
+def single_entry_body(user_id: str) -> BodyBuilder:
+    """The `{entry, balance}` answer of a write of one entry on one account: built here, and only here."""
+
+    def body(entries: list[Entry], after: dict[str, Account]) -> dict[str, Any]:
+        return {"entry": entries[0].to_api(), "balance": after[user_id].balance}
+
+    return body
+
+
 class Ledger:
     def __init__(
         self,
@@ -232,15 +241,11 @@ class Ledger:
         guards: Sequence[Guard] = (),
     ) -> WriteResult:
         """One entry on one account, answered as `{entry, balance}`."""
-
-        def body(entries: list[Entry], after: dict[str, Account]) -> dict[str, Any]:
-            return {"entry": entries[0].to_api(), "balance": after[user_id].balance}
-
         return self.write(
             lambda _accounts: {user_id: [draft]},
             users=[user_id],
             scope=scope,
-            body=body,
+            body=single_entry_body(user_id),
             expected_versions={user_id: if_match} if if_match is not None else None,
             guards=guards,
         )

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tokenledger.domain.model import Account, Entry
+from tokenledger.domain.stripe_events import EventRecord, StoredEvent
 from tokenledger.service.statements import EntryMark
+
+STRIPE_EVENT_GUARD = "stripe_event"  # the name of an event's record put as a guard in its entry's transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,4 +112,28 @@ class LedgerRepository(Protocol):
 
     def entries_after(self, user_id: str, after_seq: int, limit: int) -> list[Entry]:
         """Up to `limit` entries with seq > after_seq, oldest first (strongly consistent)."""
+        ...
+
+
+class StripeStore(Protocol):
+    """What the Stripe use case reads and records beside the ledger's write path."""
+
+    def event_and_account(self, event_id: str, user_id: str) -> tuple[StoredEvent | None, Account | None]:
+        """The event's record and the user's account, strongly consistent, in one round trip."""
+        ...
+
+    def stored_event(self, event_id: str) -> StoredEvent | None:
+        """The event's record (strongly consistent), or None."""
+        ...
+
+    def put_event(self, record: EventRecord, *, processed_at: str, content_hash: str) -> StoredEvent | None:
+        """Put the event's record if absent; the record already there, if any (then nothing is written)."""
+        ...
+
+    def event_guard(self, record: EventRecord, *, processed_at: str, content_hash: str) -> Guard:
+        """The event's record as a guard named `STRIPE_EVENT_GUARD`: put if absent in its entry's transaction."""
+        ...
+
+    def payment_outcomes(self, payment_id: str) -> set[str]:
+        """Outcomes recorded for this payment's events so far."""
         ...
