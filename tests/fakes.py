@@ -13,12 +13,12 @@ from typing import Any
 from tokenledger.domain.model import Account, Entry
 from tokenledger.service.ports import (
     AccountWrite,
+    EntryMark,
     Guard,
     IdempotencyClaim,
     StoredResponse,
     TransactionRefused,
 )
-from tokenledger.service.statements import EntryMark
 
 
 class FakeRepository:

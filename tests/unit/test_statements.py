@@ -10,8 +10,8 @@ from tests.fakes import FakeRepository
 from tokenledger.domain.errors import ValidationFailed
 from tokenledger.domain.model import Account, EntryDraft, EntryType, apply_drafts
 from tokenledger.service import statements
+from tokenledger.service.ports import EntryMark
 from tokenledger.service.statements import (
-    EntryMark,
     StatementTooLarge,
     balance_at,
     parse_instant,

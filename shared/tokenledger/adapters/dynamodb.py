@@ -16,12 +16,12 @@ from tokenledger.domain.errors import InvariantViolation
 from tokenledger.domain.model import Account, Entry, EntryType
 from tokenledger.service.ports import (
     AccountWrite,
+    EntryMark,
     Guard,
     IdempotencyClaim,
     StoredResponse,
     TransactionRefused,
 )
-from tokenledger.service.statements import EntryMark
 
 CLIENT_CONFIG = Config(
     connect_timeout=2,
@@ -423,19 +423,31 @@ def batch_get(
     expression_names: dict[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[AttributeMap]:
-    """BatchGetItem (ConsistentRead) of up to 100 keys, retrying `UnprocessedKeys` with bounded backoff."""
+    """BatchGetItem (ConsistentRead) of up to 100 keys of one table (`batch_get_tables`)."""
     if not keys:
         return []
-    spec: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+    spec: dict[str, Any] = {"Keys": keys}
     if projection is not None:
         spec["ProjectionExpression"] = projection
     if expression_names:
         spec["ExpressionAttributeNames"] = expression_names
-    request: dict[str, Any] = {table: spec}
-    found: list[AttributeMap] = []
+    return batch_get_tables(client, {table: spec}, sleep=sleep)[table]
+
+
+def batch_get_tables(
+    client: Any, specs: dict[str, dict[str, Any]], *, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, list[AttributeMap]]:
+    """One BatchGetItem over several tables (up to 100 keys in all), every read strongly consistent.
+
+    `specs` maps each table to its `KeysAndAttributes` (`Keys`, optionally a projection).
+    `UnprocessedKeys` are asked again with bounded, jittered backoff; the items found, per table.
+    """
+    request: dict[str, Any] = {table: {**spec, "ConsistentRead": True} for table, spec in specs.items()}
+    found: dict[str, list[AttributeMap]] = {table: [] for table in specs}
     for round_no in range(BATCH_GET_ROUNDS_MAX):
         response = client.batch_get_item(RequestItems=request)
-        found.extend(response.get("Responses", {}).get(table, []))
+        for table, items in response.get("Responses", {}).items():
+            found.setdefault(table, []).extend(items)
         request = response.get("UnprocessedKeys") or {}
         if not request:
             return found

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from tokenledger.adapters.dynamodb import _plain_to_attr, account_from_item, attr_to_plain
+from tokenledger.adapters.dynamodb import _plain_to_attr, account_from_item, attr_to_plain, batch_get_tables
 from tokenledger.domain.model import Account
 from tokenledger.domain.stripe_events import EventRecord, StoredEvent, record_attributes, stored_event_from
 from tokenledger.service.ports import STRIPE_EVENT_GUARD, Guard
@@ -53,31 +53,20 @@ class DynamoStripeStore:
         self.accounts_table = accounts_table
 
     def event_and_account(self, event_id: str, user_id: str) -> tuple[StoredEvent | None, Account | None]:
-        """One BatchGetItem, strongly consistent on both tables (unprocessed keys are asked again)."""
+        """One BatchGetItem, strongly consistent on both tables (`batch_get_tables`)."""
         if self.accounts_table is None:
             raise ValueError("this store was built without the accounts table")
-        request: dict[str, Any] = {
-            self.events_table: {"Keys": [{EVENT_KEY: {"S": event_id}}], "ConsistentRead": True},
-            self.accounts_table: {"Keys": [{"user_id": {"S": user_id}}], "ConsistentRead": True},
-        }
-        event_item = account_item = None
-        for _ in range(8):  # unprocessed keys come back only under throttling
-            response = self.client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(self.events_table, []):
-                event_item = item
-            for item in response.get("Responses", {}).get(self.accounts_table, []):
-                account_item = item
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-        else:
-            raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "keys left unprocessed"}},
-                "BatchGetItem",
-            )
+        found = batch_get_tables(
+            self.client,
+            {
+                self.events_table: {"Keys": [{EVENT_KEY: {"S": event_id}}]},
+                self.accounts_table: {"Keys": [{"user_id": {"S": user_id}}]},
+            },
+        )
+        events, accounts = found[self.events_table], found[self.accounts_table]
         return (
-            _stored(event_item) if event_item is not None else None,
-            account_from_item(account_item) if account_item is not None else None,
+            _stored(events[-1]) if events else None,
+            account_from_item(accounts[-1]) if accounts else None,
         )
 
     def stored_event(self, event_id: str) -> StoredEvent | None:

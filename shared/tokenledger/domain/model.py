@@ -82,6 +82,27 @@ class EntryDraft:
     unrecovered: int | None = None
 
 
+# An entry's fields as served (`Entry.to_api`, in this order; `unrecovered` only when set), and
+# as a statement's entries are read back to be verified offline (service/statements.py).
+ENTRY_FIELDS = (
+    "entry_id",
+    "user_id",
+    "seq",
+    "type",
+    "amount",
+    "balance_after",
+    "counterparty",
+    "related_id",
+    "metadata",
+    "created_at",
+    "reverses",
+    "reason",
+    "actor",
+    "hash",
+    "unrecovered",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One immutable ledger line."""
@@ -105,25 +126,12 @@ class Entry:
     hash: str | None = None
 
     def to_api(self) -> dict[str, Any]:
-        """The contract's Entry shape (plus `reason`/`actor`, and `unrecovered` when set)."""
-        body: dict[str, Any] = {
-            "entry_id": self.entry_id,
-            "user_id": self.user_id,
-            "seq": self.seq,
-            "type": str(self.type),
-            "amount": self.amount,
-            "balance_after": self.balance_after,
-            "counterparty": self.counterparty,
-            "related_id": self.related_id,
-            "metadata": dict(self.metadata),
-            "created_at": self.created_at,
-            "reverses": self.reverses,
-            "reason": self.reason,
-            "actor": self.actor,
-            "hash": self.hash,
-        }
-        if self.unrecovered is not None:
-            body["unrecovered"] = self.unrecovered
+        """The contract's Entry shape (plus `reason`/`actor`, and `unrecovered` when set): `ENTRY_FIELDS`."""
+        body: dict[str, Any] = {name: getattr(self, name) for name in ENTRY_FIELDS}
+        body["type"] = str(self.type)
+        body["metadata"] = dict(self.metadata)
+        if self.unrecovered is None:
+            del body["unrecovered"]
         return body
 
 

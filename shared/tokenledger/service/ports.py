@@ -8,9 +8,18 @@ from typing import Any, Protocol
 
 from tokenledger.domain.model import Account, Entry
 from tokenledger.domain.stripe_events import EventRecord, StoredEvent
-from tokenledger.service.statements import EntryMark
 
 STRIPE_EVENT_GUARD = "stripe_event"  # the name of an event's record put as a guard in its entry's transaction
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMark:
+    """What the time index holds about one entry."""
+
+    seq: int
+    balance_after: int
+    hash: str | None
+    created_at: str
 
 
 @dataclass(frozen=True, slots=True)

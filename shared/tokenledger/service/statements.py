@@ -21,13 +21,13 @@ import csv
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from tokenledger.domain.chain import GENESIS_HASH
 from tokenledger.domain.errors import LedgerError, ValidationFailed
-from tokenledger.domain.model import Entry, EntryType
+from tokenledger.domain.model import ENTRY_FIELDS, Entry, EntryType
+from tokenledger.service.ports import EntryMark
 
 STATEMENT_ENTRIES_MAX = 1_000  # entries in one statement (JSON about 400 B each: well under 6 MB)
 STATEMENT_RANGE_DAYS_MAX = 366  # from..to at most this long
@@ -59,16 +59,6 @@ class StatementTooLarge(LedgerError):
     code = "statement_too_large"
     status = 422
     title = "Statement too large"
-
-
-@dataclass(frozen=True, slots=True)
-class EntryMark:
-    """What the time index holds about one entry."""
-
-    seq: int
-    balance_after: int
-    hash: str | None
-    created_at: str
 
 
 class StatementSource(Protocol):
@@ -207,27 +197,6 @@ def _is_number(value: str) -> bool:
 
 
 # ---------------------------------------------------------------------- offline verification
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """A statement's entry as read back from JSON, with the fields the hash covers."""
-
-    entry_id: str
-    user_id: str
-    seq: int
-    type: str
-    amount: int
-    balance_after: int
-    counterparty: str
-    related_id: str | None
-    created_at: str
-    reverses: str | None
-    reason: str | None
-    actor: str | None
-    unrecovered: int | None
-    metadata: dict[str, str]
-    hash: str | None
-
-
 def verify_statement(body: dict[str, Any]) -> list[str]:
     """Every problem found in a statement (JSON as served), checked with no access to the ledger.
 
@@ -252,7 +221,8 @@ def verify_statement(body: dict[str, Any]) -> list[str]:
     totals: dict[str, int] = {}
     for index, raw in enumerate(raw_entries):
         try:
-            row = _Row(**{name: raw.get(name) for name in _Row.__slots__})  # type: ignore[attr-defined]
+            # The entry as served, read back field by field (the hash covers them; nothing is trusted yet).
+            row = Entry(**{name: raw.get(name) for name in ENTRY_FIELDS})
             row_seq, amount, after = int(row.seq), int(row.amount), int(row.balance_after)
         except (AttributeError, TypeError, ValueError):
             problems.append(f"entries[{index}] is not an entry")
