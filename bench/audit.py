@@ -2,7 +2,7 @@
 
 - `cost_per_entry`: the real ReconcileFunction on the benchmark's moto world, every DynamoDB
   call counted (its scan threads included), divided by the entries it checked.
-- `scaling`: the reconciliation core (`tokenledger.service.reconcile.Reconciler`) fed by a fast
+- `scaling`: the reconciliation core (`tokenledger.service.reconcile.fleet.Reconciler`) fed by a fast
   in-memory source of pages, in a fresh process per size, so the larger sizes (up to 1,000,000
   entries) fit in seconds; moto would scan about 3,000 items/s. Peak memory is the growth of
   the process's peak resident set size during the run (Linux `VmHWM`, reset just before it),
@@ -139,7 +139,7 @@ def _run_core(entries: int, accounts: int) -> dict[str, Any]:
     """
     from tokenledger.domain.chain import GENESIS_HASH, entry_hash
     from tokenledger.domain.model import Account, Entry, EntryType
-    from tokenledger.service.reconcile import Reconciler
+    from tokenledger.service.reconcile.fleet import Reconciler
 
     per_account = entries // accounts
     users = [f"u-{i:08d}" for i in range(accounts)]

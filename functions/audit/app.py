@@ -30,7 +30,7 @@ from tokenledger.http.schemas import (
     problem_responses,
 )
 from tokenledger.observability import make_tracer
-from tokenledger.service.reconcile import audit_account, repair_account
+from tokenledger.service.reconcile.account import audit_account, repair_account
 from tokenledger.service.statements import INSTANT_CHARS_MAX, statement
 
 logger = Logger()

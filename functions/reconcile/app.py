@@ -27,7 +27,7 @@ from tokenledger.adapters.eventbridge import build_publisher_from_env
 from tokenledger.adapters.reports import build_audit_from_env
 from tokenledger.observability import make_tracer
 from tokenledger.service.events import reconciliation_event
-from tokenledger.service.reconcile import NOTICE_KINDS
+from tokenledger.service.reconcile.findings import NOTICE_KINDS
 
 logger = Logger()
 tracer = make_tracer()

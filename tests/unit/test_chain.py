@@ -10,7 +10,8 @@ from tokenledger.domain.chain import GENESIS_HASH, canonical, entry_hash, first_
 from tokenledger.domain.model import Account, Entry, EntryDraft, EntryType, apply_drafts, next_created_at
 from tokenledger.service.idempotency import IdempotencyScope
 from tokenledger.service.ledger import Ledger
-from tokenledger.service.reconcile import ChainCheck, FindingKind
+from tokenledger.service.reconcile.chain import ChainCheck
+from tokenledger.service.reconcile.findings import FindingKind
 
 NOW = "2026-11-24T12:00:00.123Z"
 SAMPLE = Entry(

@@ -65,3 +65,10 @@ def test_a_broken_invariant_is_reported_under_python_dash_o() -> None:
     run = subprocess.run([sys.executable, "-O", "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert run.returncode != 0
     assert "InvariantBroken: arithmetic broke" in run.stderr
+
+
+def test_the_reconciliation_adapter_imports_ports_not_use_cases() -> None:
+    """adapters/scan.py depends on the reconciliation's ports, never on its use cases."""
+    scan = ROOT / "shared" / "tokenledger" / "adapters" / "scan.py"
+    service = sorted(name for name in _imports(scan) if name.startswith("tokenledger.service"))
+    assert service == ["tokenledger.service.reconcile.ports"]

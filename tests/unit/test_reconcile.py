@@ -10,18 +10,11 @@ import pytest
 
 from tokenledger.adapters.scan import entry_refs_of
 from tokenledger.domain.model import Account, Entry, EntryDraft, EntryType, apply_drafts
-from tokenledger.service.reconcile import (
-    FINDINGS_LISTED_MAX,
-    ChainCheck,
-    Finding,
-    FindingKind,
-    IdempotencyRecord,
-    PartialReport,
-    PaymentRecord,
-    Reconciler,
-    StripeEventSeen,
-    split_segments,
-)
+from tokenledger.service.reconcile.chain import ChainCheck
+from tokenledger.service.reconcile.findings import Finding, FindingKind
+from tokenledger.service.reconcile.fleet import Reconciler, split_segments
+from tokenledger.service.reconcile.ports import IdempotencyRecord, PaymentRecord, StripeEventSeen
+from tokenledger.service.reconcile.report import FINDINGS_LISTED_MAX, PartialReport
 
 NOW = "2026-11-25T03:00:00.000Z"
 

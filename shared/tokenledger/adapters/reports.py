@@ -22,12 +22,16 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from tokenledger.domain.model import Account
-from tokenledger.service.reconcile import Progress, ReconcileRun, ReportKeys, snapshot_line
+from tokenledger.service.reconcile.ports import Progress, ReportKeys
+from tokenledger.service.reconcile.report import snapshot_line
+
+if TYPE_CHECKING:  # the run is built on demand: the audit function never loads it
+    from tokenledger.service.reconcile.fleet import ReconcileRun
 
 REPORTS_PREFIX = "reports/"
 LATEST_KEY = "reports/latest.json"
@@ -246,6 +250,7 @@ class AuditWiring:
     def reconcile_run(self, *, progress: Progress | None = None) -> ReconcileRun:
         from tokenledger.adapters.ids import new_ulid, utc_now_iso
         from tokenledger.adapters.scan import DynamoLedgerPages, settlement_records
+        from tokenledger.service.reconcile.fleet import ReconcileRun
 
         pages = DynamoLedgerPages(
             self.dynamodb,
@@ -289,6 +294,7 @@ def build_audit_from_env() -> AuditWiring:
     from tokenledger.adapters.dynamodb import CLIENT_CONFIG, make_client
     from tokenledger.adapters.lazy import LazyClient
     from tokenledger.adapters.scan import DynamoAuditReads, StripePayments
+    from tokenledger.service.clawback import purchase_record_pk
 
     settings = ReconcileSettings.from_env()
     dynamodb = make_client()
@@ -299,6 +305,7 @@ def build_audit_from_env() -> AuditWiring:
             events_table=settings.stripe_events_table,
             entries_table=settings.entries_table,
             idempotency_table=settings.idempotency_table,
+            purchase_record_pk=purchase_record_pk,
         )
     return AuditWiring(
         settings=settings,

@@ -18,7 +18,7 @@ from typing import Any
 
 from tokenledger.adapters.dynamodb import AttributeMap, account_from_item, batch_get, entry_from_item
 from tokenledger.domain.model import Account, Entry
-from tokenledger.service.reconcile import (
+from tokenledger.service.reconcile.ports import (
     LOOKUP_BATCH_MAX,
     IdempotencyRecord,
     PaymentRecord,
@@ -247,12 +247,14 @@ class StripePayments:
         events_table: str,
         entries_table: str,
         idempotency_table: str | None = None,
+        purchase_record_pk: Callable[[str], str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self.events_table = events_table
         self.entries_table = entries_table
         self.idempotency_table = idempotency_table
+        self.purchase_record_pk = purchase_record_pk  # the key the service gives a payment's exactly-once record
         self._sleep = sleep
 
     def stripe_events(self, event_ids: Sequence[str]) -> dict[str, StripeEventSeen]:
@@ -278,11 +280,9 @@ class StripePayments:
         Never the `by-related-id` index: related ids are the users' words, and a user's own
         entries named after a payment must not hide (or fake) its purchase.
         """
-        from tokenledger.service.clawback import purchase_record_pk
-
-        if self.idempotency_table is None:
-            raise ValueError("purchased_payments needs the idempotency table")
-        by_pk = {purchase_record_pk(p): p for p in payment_ids}
+        if self.idempotency_table is None or self.purchase_record_pk is None:
+            raise ValueError("purchased_payments needs the idempotency table and its purchase record key")
+        by_pk = {self.purchase_record_pk(p): p for p in payment_ids}
         found: set[str] = set()
         pks = list(by_pk)
         for start in range(0, len(pks), LOOKUP_BATCH_MAX):
