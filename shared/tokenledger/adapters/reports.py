@@ -26,9 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from tokenledger.domain.model import Account
 from tokenledger.service.reconcile.ports import Progress, ReportKeys
-from tokenledger.service.reconcile.report import snapshot_line
 
 if TYPE_CHECKING:  # the run is built on demand: the audit function never loads it
     from tokenledger.service.reconcile.fleet import ReconcileRun
@@ -90,14 +88,14 @@ def part_snapshot_key(run_id: str, start: int, end: int) -> str:
 
 
 class SnapshotWriter:
-    """Collects snapshot lines in a spooled temporary file."""
+    """Collects snapshot lines (each one JSON record, as the service formats it) in a spooled temporary file."""
 
     def __init__(self, handle: IO[bytes]) -> None:
         self._handle = handle
         self.lines = 0
 
-    def __call__(self, account: Account) -> None:
-        self._handle.write(snapshot_line(account).encode() + b"\n")
+    def __call__(self, line: str) -> None:
+        self._handle.write(line.encode() + b"\n")
         self.lines += 1
 
 

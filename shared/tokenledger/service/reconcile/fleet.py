@@ -27,7 +27,7 @@ from tokenledger.service.reconcile.ports import (
     ReportSink,
 )
 from tokenledger.service.reconcile.records import check_idempotency_records, check_payment_records, purchase_problems
-from tokenledger.service.reconcile.report import PartialReport, build_report, settled_predictions
+from tokenledger.service.reconcile.report import PartialReport, build_report, settled_predictions, snapshot_line
 
 
 def _no_progress(_phase: str, _done: int) -> None:
@@ -208,8 +208,10 @@ class ReconcileRun:
         reconciler = Reconciler(
             probe=self.probe, entry_index=self.entry_index, payments=self.payments, progress=self.progress
         )
-        with self.sink.snapshot(snapshot_key) as snapshot:
-            reconciler.take_cut(self.pages.account_pages(start, end, total), snapshot)
+        with self.sink.snapshot(snapshot_key) as write:
+            reconciler.take_cut(
+                self.pages.account_pages(start, end, total), lambda account: write(snapshot_line(account))
+            )
         reconciler.check_entries(self.pages.entry_pages(start, end, total))
         reconciler.check_idempotency(self.pages.idempotency_pages(start, end, total))
         reconciler.check_payments(self.pages.payment_pages(start, end, total))

@@ -93,7 +93,7 @@ class LedgerPages(Protocol):
 
 class ReportSink(Protocol):
     def snapshot(self, key: str) -> Any:
-        """A context manager yielding a callable that takes one `Account` per call."""
+        """A context manager yielding a callable that takes one snapshot line (`report.snapshot_line`) per call."""
         ...
 
     def put_json(self, key: str, body: dict[str, Any]) -> None: ...
