@@ -53,7 +53,7 @@ def make_admin(repo: Repo | None = None) -> AdminOperations:
         rng=lambda: 0.5,
         epoch_s=lambda: 1_000_000.0,
     )
-    return AdminOperations(ledger, clock=lambda: "2026-11-25T12:00:00.000Z")
+    return AdminOperations(ledger)
 
 
 def scope(payload: object = None, key: str | None = None) -> IdempotencyScope:

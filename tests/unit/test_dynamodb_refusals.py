@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from tokenledger.adapters.dynamodb import DynamoLedgerRepository
 from tokenledger.domain.model import Account, Entry, EntryType
-from tokenledger.service.ports import AccountWrite, TransactionRefused
+from tokenledger.service.ports import AccountWrite, IdempotencyClaim, StoredResponse, TransactionRefused
 
 BEFORE = Account(user_id="u1", balance=10, version=1, created_at="t")
 AFTER = Account(user_id="u1", balance=5, version=2, created_at="t", updated_at="t")
@@ -41,6 +41,20 @@ def test_conflicts_and_throttled_items_are_retried_from_the_same_state(code: str
         commit_with([{"Code": code}, {"Code": "None"}])
     assert refused.value.stale == {"u1": BEFORE}
     assert refused.value.replay is None and not refused.value.guards_failed
+    assert refused.value.conflict
+
+
+def test_a_conflict_on_a_transaction_without_accounts_is_reported_as_one() -> None:
+    repo = DynamoLedgerRepository(
+        CancellingClient([{"Code": "TransactionConflict"}]),
+        accounts_table="acc",
+        entries_table="ent",
+        idempotency_table="idem",
+    )
+    claim = IdempotencyClaim(pk="idem|x", response=StoredResponse(request_hash="h", status=202, body={}), expires_at=1)
+    with pytest.raises(TransactionRefused) as refused:
+        repo.commit([], idempotency=claim)
+    assert refused.value.conflict and refused.value.stale == {} and refused.value.replay is None
 
 
 def test_a_moved_account_reports_its_current_state() -> None:
@@ -48,6 +62,7 @@ def test_a_moved_account_reports_its_current_state() -> None:
     with pytest.raises(TransactionRefused) as refused:
         commit_with([{"Code": "ConditionalCheckFailed", "Item": item}, {"Code": "None"}])
     assert refused.value.stale["u1"].balance == 3 and refused.value.stale["u1"].version == 4
+    assert not refused.value.conflict
 
 
 def test_an_unexpected_reason_is_raised_as_it_came() -> None:

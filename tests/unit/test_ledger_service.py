@@ -236,3 +236,41 @@ def test_a_multi_user_plan_folds_each_users_drafts_into_one_account_write() -> N
     assert result.body == {"n": 3, "balances": {"a": 12, "b": 3}}
     repo.assert_consistent("a")
     repo.assert_consistent("b")
+
+
+def test_a_write_of_no_account_records_its_answer_and_retries_a_conflict() -> None:
+    """A settlement's answer (no entry, no account) goes through the write path too: a conflict is retried."""
+    from tokenledger.service.ports import TransactionRefused
+
+    repo = FakeRepository()
+    conflicts = iter([True])
+
+    def conflict_once() -> None:
+        if next(conflicts, False):
+            raise TransactionRefused(conflict=True)
+
+    repo.before_commit = conflict_once
+    sleeps: list[float] = []
+    ledger = make_ledger(repo, sleeps)
+    first = ledger.write(lambda _a: {}, users=[], scope=scope("k1"), body=lambda _e, _a: {"done": True}, status=202)
+    assert (first.status, first.body, first.replayed) == (202, {"done": True}, False)
+    assert repo.calls.count("commit") == 2 and len(sleeps) == 1, "refused once by a conflict, then written"
+    again = ledger.write(lambda _a: {}, users=[], scope=scope("k1"), body=lambda _e, _a: {"other": 1}, status=202)
+    assert (again.status, again.body, again.replayed) == (202, {"done": True}, True)
+    assert repo.accounts == {} and repo.entries == {}
+
+
+def test_an_account_is_opened_once_without_an_entry_and_a_moved_one_is_left_alone() -> None:
+    repo = FakeRepository()
+    ledger = make_ledger(repo)
+    new = {"u1": Account(user_id="u1")}
+    ledger.write(lambda _a: {"u1": []}, users=["u1"], scope=None, body=lambda _e, _a: {}, accounts_read=new)
+    assert repo.accounts["u1"] == Account(
+        user_id="u1", created_at="2026-11-25T12:00:00.000Z", updated_at="2026-11-25T12:00:00.000Z"
+    )
+    grant(ledger, "u1", 5, "g1")
+    commits = repo.calls.count("commit")
+    ledger.write(lambda _a: {"u1": []}, users=["u1"], scope=None, body=lambda _e, _a: {}, accounts_read=new)
+    assert repo.calls.count("commit") == commits + 1, "one refused transaction, nothing written after it"
+    assert (repo.accounts["u1"].balance, repo.accounts["u1"].version) == (5, 1)
+    assert repo.entries and all(e.user_id == "u1" for e in repo.entries.values())

@@ -319,7 +319,7 @@ def test_outcomes_map_to_a_fixed_set_of_metrics(
 def _admin(webhook: StripeCredits) -> Any:
     from tokenledger.service.admin import AdminOperations
 
-    return AdminOperations(webhook.ledger, clock=lambda: "2026-11-25T12:00:00.000Z")
+    return AdminOperations(webhook.ledger)
 
 
 def _reverse(webhook: StripeCredits, entry_id: str, key: str = "rev-1") -> Any:

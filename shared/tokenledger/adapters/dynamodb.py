@@ -386,7 +386,7 @@ class DynamoLedgerRepository:
         replay: StoredResponse | None = None
         stale: dict[str, Account] = {}
         guards_failed: list[str] = []
-        entry_clash = False
+        entry_clash = conflict = False
         for (kind, name), reason in zip(roles, reasons, strict=False):
             code = reason.get("Code", "None")
             if code in ("None", None):
@@ -394,6 +394,7 @@ class DynamoLedgerRepository:
             if code in RETRYABLE_CANCELLATIONS:
                 # Another transaction touched one of our items at the same moment, or DynamoDB
                 # throttled one item: nothing was written, so plan again (after backoff) as is.
+                conflict = True
                 for user_id, before in befores.items():
                     stale.setdefault(user_id, before)
                 continue
@@ -411,7 +412,7 @@ class DynamoLedgerRepository:
                 entry_clash = True
         if entry_clash and not stale and replay is None:
             raise InvariantViolation("an entry at the next seq already exists: the account item is behind its chain")
-        return TransactionRefused(replay=replay, stale=stale, guards_failed=guards_failed)
+        return TransactionRefused(replay=replay, stale=stale, guards_failed=guards_failed, conflict=conflict)
 
 
 def batch_get(

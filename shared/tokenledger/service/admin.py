@@ -7,14 +7,12 @@ idempotency record (plus, for a reversal, the guard that makes it happen once).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from tokenledger.adapters.ids import utc_now_iso
 from tokenledger.domain.errors import (
     AlreadyClawedBack,
     AlreadyReversed,
@@ -31,7 +29,7 @@ from tokenledger.domain.model import AMOUNT_MAX, Account, Entry, EntryDraft, Ent
 from tokenledger.service.clawback import CLAWBACK_ATTEMPTS_MAX, CLAWBACK_STEP_GUARD, STRIPE, clawback_level
 from tokenledger.service.idempotency import IDEMPOTENCY_TTL_S, IdempotencyScope, request_hash
 from tokenledger.service.ledger import GuardFailed, Ledger, WriteResult, admin_draft, single_entry_body
-from tokenledger.service.ports import AccountWrite, Guard, TransactionRefused
+from tokenledger.service.ports import Guard
 from tokenledger.service.prediction_keys import CLOSED_GUARD, closed_check, prediction_of, stake_put
 
 # DynamoDB's limit on the actions of one TransactWriteItems.
@@ -91,9 +89,8 @@ def check_welcome_grant_tokens(raw: str) -> int:
 class AdminOperations:
     """The admin use cases on top of one `Ledger` (and so one repository)."""
 
-    def __init__(self, ledger: Ledger, *, clock: Callable[[], str] = utc_now_iso) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self._clock = clock
 
     # ------------------------------------------------------------------ batches
     def batch(
@@ -288,14 +285,17 @@ class AdminOperations:
 
         Idempotent: the grant's idempotency record is keyed on the user and kept forever, so a
         re-delivered trigger grants once; without a grant, an account that exists is left as is.
+        Both through the one write path. Without a grant it is one transaction and no read: the
+        account is assumed new, and if it is not the refusal returns it as it is (already open).
         """
         if welcome_grant_tokens == 0:
-            now = self._clock()
-            before = Account(user_id=user_id)
-            opened = replace(before, created_at=now, updated_at=now)
-            # Refused only if the account has already moved past version 0: then it is open.
-            with contextlib.suppress(TransactionRefused):
-                self.ledger.repo.commit([AccountWrite(before=before, after=opened, entries=())], idempotency=None)
+            self.ledger.write(
+                lambda _accounts: {user_id: []},
+                users=[user_id],
+                scope=None,
+                body=lambda _entries, _after: {},
+                accounts_read={user_id: Account(user_id=user_id)},
+            )
             return
         draft = EntryDraft(
             type=EntryType.GRANT,

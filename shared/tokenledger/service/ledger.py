@@ -269,7 +269,10 @@ class Ledger:
         Refusals are told apart: replay (idempotency record exists), moved account (retry,
         or 412 with If-Match), failed guard (raised as `GuardFailed` for the caller to map).
         `accounts_read`: the users' accounts, read strongly consistent by the caller in a round
-        trip it needed anyway (the Stripe webhook reads its event record beside the account).
+        trip it needed anyway (the Stripe webhook reads its event record beside the account), or
+        assumed (an account opened at sign-up is assumed new): the transaction checks them either way.
+        A user planned with no drafts has its account opened if it does not exist yet (and is
+        left alone if it does); a plan with no users writes only its idempotency record and guards.
         """
         # A cache hit (If-Match) is unverified: good enough to try a write (the transaction
         # checks it), never to refuse one. A refusal is judged again on a fresh read.
@@ -309,14 +312,17 @@ class Ledger:
             if scope is not None:
                 expires_at = None if idempotency_ttl_s is None else int(self._epoch_s()) + idempotency_ttl_s
                 claim = IdempotencyClaim(pk=scope.pk, response=response, expires_at=expires_at)
+            guard_items = guards(entries) if callable(guards) else guards
+            if not writes and claim is None and not guard_items:
+                return WriteResult(status=status, body=response.body)  # nothing to write (an account already open)
             try:
-                self.repo.commit(writes, idempotency=claim, guards=guards(entries) if callable(guards) else guards)
+                self.repo.commit(writes, idempotency=claim, guards=guard_items)
             except TransactionRefused as refused:
                 if refused.replay is not None and scope is not None:
                     return self._replay(scope, refused.replay)
                 if refused.guards_failed:
                     raise GuardFailed(refused.guards_failed) from None
-                if not refused.stale:
+                if not refused.stale and not refused.conflict:
                     raise InvariantViolation("transaction refused without a reason") from None
                 accounts = {**accounts, **refused.stale}
                 for account in refused.stale.values():
@@ -359,9 +365,9 @@ class Ledger:
         writes: list[AccountWrite] = []
         entries: list[Entry] = []
         for user_id, user_drafts in drafts.items():
-            if not user_drafts:
-                continue
             before = accounts[user_id]
+            if not user_drafts and before.exists:
+                continue  # no entry, and the account is open already: nothing to write
             after, new_entries = apply_drafts(
                 before, list(user_drafts), entry_ids=[self._new_id() for _ in user_drafts], now=now
             )

@@ -79,11 +79,15 @@ class TransactionRefused(Exception):
         replay: StoredResponse | None = None,
         stale: dict[str, Account] | None = None,
         guards_failed: Sequence[str] = (),
+        conflict: bool = False,
     ) -> None:
         super().__init__("transaction refused")
         self.replay = replay
         self.stale = stale or {}  # user_id -> the account as it is now
         self.guards_failed = list(guards_failed)
+        # Another transaction touched one of the items at that moment (or one was throttled):
+        # nothing was written, the same write may simply be tried again.
+        self.conflict = conflict
 
 
 class LedgerRepository(Protocol):

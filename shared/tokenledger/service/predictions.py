@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,9 +34,9 @@ from tokenledger.domain.errors import (
 )
 from tokenledger.domain.model import AMOUNT_MAX, EntryType, check_amount
 from tokenledger.service.admin import BATCH_OPERATIONS_MAX, AdminOperations
-from tokenledger.service.idempotency import IDEMPOTENCY_TTL_S, IdempotencyScope, request_hash
-from tokenledger.service.ledger import admin_draft
-from tokenledger.service.ports import IdempotencyClaim, StoredResponse, TransactionRefused
+from tokenledger.service.idempotency import IdempotencyScope, request_hash
+from tokenledger.service.ledger import GuardFailed, WriteResult, admin_draft
+from tokenledger.service.ports import Guard
 from tokenledger.service.prediction_keys import SETTLEMENT_GUARD, settlement_put
 
 logger = logging.getLogger(__name__)
@@ -53,7 +52,6 @@ SETTLEMENT_ACTOR_PREFIX = "settlement:"
 WORKER_MARGIN_MS = 10_000
 CHUNKS_PER_MESSAGE_MAX = 2_000
 STATUSES = ("pending", "running", "completed", "failed")
-CREATE_ATTEMPTS_MAX = 4
 
 
 class PredictionStore(Protocol):
@@ -156,14 +154,12 @@ class Predictions:
         *,
         clock: Callable[[], str] = utc_now_iso,
         new_id: Callable[[], str] = new_ulid,
-        epoch_s: Callable[[], float] | None = None,
     ) -> None:
         self.admin = admin
         self.store = store
         self.queue = queue
         self._clock = clock
         self._new_id = new_id
-        self._epoch_s = epoch_s or time.time
 
     # ------------------------------------------------------------------ close
     def close(self, prediction_id: str, *, actor: str) -> dict[str, Any]:
@@ -230,38 +226,25 @@ class Predictions:
             record["completed_at"] = now
             record["finished_at"] = now
         body = settlement_view(record)
-        claim = IdempotencyClaim(
-            pk=scope.pk,
-            response=StoredResponse(request_hash=scope.request_hash, status=202, body=body),
-            expires_at=int(self._epoch_s()) + IDEMPOTENCY_TTL_S,
-        )
         try:
-            self._create(prediction_id, record, claim)
-        except TransactionRefused as refused:
-            if refused.replay is not None:
-                stored = scope.check_replay(refused.replay)
-                self._kick(prediction_id, stored.body.get("settlement_id"))
-                return SettleAnswer(stored.status, stored.body, replayed=True)
+            # The settlement item and the idempotency record, each put only if absent, in one
+            # transaction of the one write path (no account moves; a conflict is tried again).
+            created = self._record_answer(scope, body, guards=[settlement_put(prediction_id, record)])
+        except GuardFailed as refused:
             existing = self.store.settlement(prediction_id)
-            if refused.guards_failed != [SETTLEMENT_GUARD] or existing is None:
-                raise InvariantViolation(f"settlement refused by {refused.guards_failed}") from None
+            if refused.names != [SETTLEMENT_GUARD] or existing is None:
+                raise InvariantViolation(f"settlement refused by {refused.names}") from None
             return self._existing(existing, plan_hash, scope)
-        self._kick(prediction_id, settlement_id)
-        return SettleAnswer(202, body)
+        self._kick(prediction_id, created.body.get("settlement_id") if created.replayed else settlement_id)
+        return SettleAnswer(created.status, created.body, replayed=created.replayed)
 
-    def _create(self, prediction_id: str, record: dict[str, Any], claim: IdempotencyClaim) -> None:
-        """The settlement item and the idempotency record, each put only if absent, in one transaction.
-
-        A refusal naming neither (another transaction touched them at that moment) is tried again.
-        """
-        for attempt in range(CREATE_ATTEMPTS_MAX):
-            try:
-                self.admin.ledger.repo.commit([], idempotency=claim, guards=[settlement_put(prediction_id, record)])
-                return
-            except TransactionRefused as refused:
-                if refused.replay is not None or refused.guards_failed or attempt + 1 == CREATE_ATTEMPTS_MAX:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+    def _record_answer(
+        self, scope: IdempotencyScope, body: dict[str, Any], *, guards: Sequence[Guard] = ()
+    ) -> WriteResult:
+        """Store this key's answer (with `guards`) through the one write path; a replay if it is stored already."""
+        return self.admin.ledger.write(
+            lambda _accounts: {}, users=[], scope=scope, body=lambda _entries, _after: body, guards=guards, status=202
+        )
 
     def _existing(self, existing: dict[str, Any], plan_hash: str, scope: IdempotencyScope) -> SettleAnswer:
         """A second request for a settled prediction: the same plan is answered, another refused."""
@@ -281,22 +264,9 @@ class Predictions:
             )
         # The same plan under a new key: this key's answer is stored like a first answer, so its
         # own retries replay it (same body, `Idempotent-Replayed`) instead of the progress of the day.
-        body = settlement_view(existing)
-        claim = IdempotencyClaim(
-            pk=scope.pk,
-            response=StoredResponse(request_hash=scope.request_hash, status=202, body=body),
-            expires_at=int(self._epoch_s()) + IDEMPOTENCY_TTL_S,
-        )
-        try:
-            self.admin.ledger.repo.commit([], idempotency=claim)
-        except TransactionRefused as refused:
-            if refused.replay is None:
-                raise
-            stored = scope.check_replay(refused.replay)
-            self._kick(existing["prediction_id"], existing["settlement_id"])
-            return SettleAnswer(stored.status, stored.body, replayed=True)
+        answer = self._record_answer(scope, settlement_view(existing))
         self._kick(existing["prediction_id"], existing["settlement_id"])
-        return SettleAnswer(202, body)
+        return SettleAnswer(answer.status, answer.body, replayed=answer.replayed)
 
     def _kick(self, prediction_id: str, settlement_id: Any) -> None:
         """(Re)send the work message; harmless when the work is done or under way (the worker is idempotent)."""
