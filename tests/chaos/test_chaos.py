@@ -12,7 +12,12 @@ from collections import Counter
 
 import pytest
 
-from infra.chaos import FAULT_KINDS, Report, run
+from infra.chaos.faults import FAULT_KINDS
+from infra.chaos.operations import OPERATIONS
+from infra.chaos.report import Report
+from infra.chaos.run import run
+from infra.chaos.workload import Features, Workload
+from infra.template import Stack
 
 # Every injected fault ends a Powertools metrics scope early; its "no metrics" warning is noise here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -67,3 +72,19 @@ def test_a_single_client_run_is_replayed_exactly_from_its_seed() -> None:
     assert first.faults == second.faults and sum(first.faults.values()) > 0
     other = run(seed=8, ops=60, clients=1, fault_rate=0.2)
     assert trace(other) != trace(first)
+
+
+def test_every_kind_of_the_mix_is_bound_to_its_maker_in_the_one_table() -> None:
+    """The workload's mix, with every feature on, names only kinds `OPERATIONS` binds (and all of them)."""
+    everything = Features(
+        batches=True,
+        reversals=True,
+        stripe=True,
+        audit=True,
+        balances=True,
+        signup="PostConfirmation",
+        reconcile="Reconcile",
+        predictions=True,
+    )
+    workload = Workload(1, Stack(), everything, "whsec_test")
+    assert set(workload.kinds) == set(OPERATIONS)

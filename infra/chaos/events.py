@@ -19,6 +19,8 @@ from collections import Counter
 from typing import Any
 
 from infra.bus import BUS_LOG, FaultDecision, eventbridge_faults, install_bus_tap
+from infra.chaos.report import Check
+from infra.invariants import InvariantBroken, require
 from infra.streams import StreamMapping, start_mappings, stream_mappings
 from infra.template import Stack
 
@@ -93,7 +95,7 @@ class EventsUnderFaults:
         return caught_up
 
     def check(self, entries: list[dict[str, Any]]) -> str:
-        """Raises AssertionError (the chaos Verifier's convention) or says what held."""
+        """Raises `InvariantBroken` (the chaos checks' convention) or says what held."""
         first: dict[str, dict[str, Any]] = {}
         order: dict[str, list[int]] = {}
         published = 0
@@ -105,20 +107,34 @@ class EventsUnderFaults:
             first[detail["entry_id"]] = detail
             order.setdefault(detail["user_id"], []).append(int(detail["seq"]))
         missing = [e for e in entries if e["entry_id"] not in first]
-        assert not missing, (
-            f"{len(missing)} entries never published, e.g. {missing[0]['user_id']} seq {missing[0]['seq']}"
-        )
+        if missing:
+            example = missing[0]
+            raise InvariantBroken(
+                f"{len(missing)} entries never published, e.g. {example['user_id']} seq {example['seq']}"
+            )
         for entry in entries:
             detail = first[entry["entry_id"]]
             differs = [f for f in ENTRY_FIELDS if str(detail.get(f)) != str(entry.get(f))]
-            assert not differs, f"entry {entry['entry_id']}: published {differs} differ from the table"
+            require(not differs, f"entry {entry['entry_id']}: published {differs} differ from the table")
         for user, seqs in order.items():
-            assert seqs == sorted(seqs) == list(range(1, len(seqs) + 1)), f"{user}: first publications {seqs[:20]}"
+            in_order = seqs == sorted(seqs) == list(range(1, len(seqs) + 1))
+            require(in_order, f"{user}: first publications {seqs[:20]}")
         failed = [b for m in self.mappings for b in m.failed_batches]
-        assert not failed, f"{len(failed)} batches went to the on-failure destination"
+        require(not failed, f"{len(failed)} batches went to the on-failure destination")
         retries = sum(m.retries for m in self.mappings)
         faults = sum(self.injected.values())
         return (
             f"{len(entries)} entries published ({published - len(first)} duplicates), per user in seq order, "
             f"through {faults} PutEvents faults and {retries} stream retries"
         )
+
+
+def events_check(events: EventsUnderFaults, entries: list[dict[str, Any]], *, caught_up: bool) -> Check:
+    """The `events_published_in_order` check of a run whose template declares the stream mapping."""
+    name = "events_published_in_order"
+    if not caught_up:
+        return Check(name, False, "the stream consumer did not catch up with the stream")
+    try:
+        return Check(name, True, events.check(entries))
+    except InvariantBroken as failed:
+        return Check(name, False, str(failed))
