@@ -59,6 +59,29 @@ def test_service_layer_imports_no_http_layer() -> None:
     assert _offenders(service, ("tokenledger.http",)) == []
 
 
+def test_the_http_layer_picks_every_error_status() -> None:
+    """Use cases raise coded errors; only `http` knows which status answers each code."""
+    import importlib
+    import pkgutil
+
+    import tokenledger.domain
+    import tokenledger.service
+    from tokenledger.domain.errors import LedgerError
+    from tokenledger.http.api import PROBLEM_STATUS
+
+    for package in (tokenledger.domain, tokenledger.service):
+        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            importlib.import_module(module.name)
+    errors, pending = [], [LedgerError]
+    while pending:
+        error = pending.pop()
+        errors.append(error)
+        pending.extend(error.__subclasses__())
+    assert len(errors) > 20, "the walk found too few error classes"
+    assert sorted(e.code for e in errors if e.code not in PROBLEM_STATUS) == []
+    assert [e.__name__ for e in errors if "status" in vars(e)] == [], "a status on an error class"
+
+
 def test_a_broken_invariant_is_reported_under_python_dash_o() -> None:
     """`python -O` strips asserts; the invariant checks must still fail when broken."""
     code = "from infra.invariants import require\nrequire(1 + 1 == 3, 'arithmetic broke')\n"

@@ -13,6 +13,7 @@ from tests.fakes import FakeRepository
 from tokenledger.domain.model import AMOUNT_MAX, Account, Entry, EntryDraft, EntryType
 from tokenledger.domain.stripe_events import EventRecord, StoredEvent, record_attributes, stored_event_from
 from tokenledger.domain.stripe_outcomes import Outcome
+from tokenledger.http.api import problem_status
 from tokenledger.service.clawback import CLAWBACK_STEP_PREFIX, clawback_step_pk
 from tokenledger.service.idempotency import IdempotencyScope, request_hash
 from tokenledger.service.ledger import Ledger
@@ -406,7 +407,7 @@ def test_reversing_a_chargeback_that_recovered_nothing_is_nothing_to_reverse() -
     assert record.entry_id is not None
     with pytest.raises(NothingToReverse) as refused:
         _reverse(webhook, record.entry_id)
-    assert (refused.value.status, refused.value.code) == (409, "nothing_to_reverse")
+    assert (problem_status(refused.value), refused.value.code) == (409, "nothing_to_reverse")
     repo.assert_consistent("u1")
 
 
@@ -436,7 +437,7 @@ def test_the_same_event_id_with_other_content_is_refused_and_the_first_record_st
     assert first.outcome is Outcome.UNKNOWN_PACKAGE
     with pytest.raises(StripeEventConflict) as refused:
         webhook.handle(session_event("evt_1"))
-    assert refused.value.status == 409
+    assert problem_status(refused.value) == 409
     assert repo.entries == {} and store.records["evt_1"] == first
     credited = webhook.handle(session_event("evt_2", payment_intent="pi_2"))
     with pytest.raises(StripeEventConflict):

@@ -19,6 +19,7 @@ from tokenledger.adapters.stripe_signature import (
     secret_from_secrets_manager,
 )
 from tokenledger.domain.errors import InvalidSignature
+from tokenledger.http.api import problem_status
 
 SECRET = "whsec_unit"
 NOT_AN_EVENT = '{"id": "evt_1", "type": "x", "data": {"object": []}}'
@@ -77,7 +78,7 @@ def test_anything_stripe_did_not_sign_just_now_is_invalid_signature(
     payload, header = REFUSED[case]
     with pytest.raises(InvalidSignature) as refused:
         verifier.verify(payload, header)
-    assert refused.value.code == "invalid_signature" and refused.value.status == 400
+    assert refused.value.code == "invalid_signature" and problem_status(refused.value) == 400
     assert SECRET not in refused.value.detail
 
 

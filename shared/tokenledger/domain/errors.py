@@ -1,4 +1,4 @@
-"""Typed errors. Each expected error carries a stable `code` and HTTP `status`.
+"""Typed errors. Each expected error carries a stable `code` (the HTTP layer picks its status).
 
 Bad input and business refusals are `LedgerError`s; a broken invariant is an
 `InvariantViolation` and is never caught to carry on.
@@ -13,7 +13,6 @@ class LedgerError(Exception):
     """An expected, client-visible error (mapped to RFC 9457 problem details)."""
 
     code = "ledger_error"
-    status = 400
     title = "Request failed"
 
     def __init__(self, detail: str, **extra: Any) -> None:
@@ -24,7 +23,6 @@ class LedgerError(Exception):
 
 class ValidationFailed(LedgerError):
     code = "validation_error"
-    status = 422
     title = "Validation failed"
 
     def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None, **extra: Any) -> None:
@@ -33,25 +31,21 @@ class ValidationFailed(LedgerError):
 
 class Unauthorized(LedgerError):
     code = "unauthorized"
-    status = 401
     title = "Authentication required"
 
 
 class Forbidden(LedgerError):
     code = "forbidden"
-    status = 403
     title = "Forbidden"
 
 
 class NotFound(LedgerError):
     code = "not_found"
-    status = 404
     title = "Not found"
 
 
 class InsufficientBalance(LedgerError):
     code = "insufficient_balance"
-    status = 409
     title = "Insufficient balance"
 
     def __init__(self, detail: str, *, balance: int, shortfall: int, **extra: Any) -> None:
@@ -62,37 +56,31 @@ class InsufficientBalance(LedgerError):
 
 class AlreadyReversed(LedgerError):
     code = "already_reversed"
-    status = 409
     title = "Entry already reversed"
 
 
 class VersionConflict(LedgerError):
     code = "version_conflict"
-    status = 412
     title = "Version does not match"
 
 
 class IdempotencyKeyReused(LedgerError):
     code = "idempotency_key_reused"
-    status = 422
     title = "Idempotency key reused with a different request"
 
 
 class BatchTooLarge(LedgerError):
     code = "batch_too_large"
-    status = 422
     title = "Batch too large"
 
 
 class InvalidSignature(LedgerError):
     code = "invalid_signature"
-    status = 400
     title = "Invalid signature"
 
 
 class UnsupportedMediaType(LedgerError):
     code = "unsupported_media_type"
-    status = 415
     title = "Unsupported media type"
 
 
@@ -100,19 +88,16 @@ class ContentionExhausted(LedgerError):
     """The account kept changing under us for every bounded retry: the client may retry."""
 
     code = "contention"
-    status = 409
     title = "Account busy, retry"
 
 
 class UnknownPackage(LedgerError):
     code = "unknown_package"
-    status = 422
     title = "Unknown package"
 
 
 class RedirectNotAllowed(LedgerError):
     code = "redirect_not_allowed"
-    status = 422
     title = "Redirect URL not allowed"
 
 
@@ -120,7 +105,6 @@ class PaymentProviderUnavailable(LedgerError):
     """Stripe failed, refused or could not be reached; nothing was stored, the same key may be retried."""
 
     code = "payment_provider_unavailable"
-    status = 502
     title = "Payment provider unavailable"
 
 
@@ -132,7 +116,6 @@ class NothingToReverse(LedgerError):
     """The entry moved no tokens (a chargeback that recovered nothing): there is nothing to undo."""
 
     code = "nothing_to_reverse"
-    status = 409
     title = "Nothing to reverse"
 
 
@@ -140,23 +123,19 @@ class AlreadyClawedBack(LedgerError):
     """A purchase whose tokens Stripe refunds or disputes already took back in full."""
 
     code = "already_clawed_back"
-    status = 409
     title = "Purchase already clawed back"
 
 
 class PredictionClosed(LedgerError):
     code = "prediction_closed"
-    status = 409
     title = "Prediction closed"
 
 
 class PoolExceeded(LedgerError):
     code = "pool_exceeded"
-    status = 409
     title = "Payouts exceed what the prediction took in"
 
 
 class AlreadySettled(LedgerError):
     code = "already_settled"
-    status = 409
     title = "Prediction already settled"

@@ -118,16 +118,52 @@ def caller(app: APIGatewayHttpResolver) -> Caller:
     return caller_of(app.current_event.raw_event, app.current_event.path)
 
 
+# The HTTP status of each problem code: chosen here, by the HTTP layer, never by a use case.
+PROBLEM_STATUS: dict[str, int] = {
+    "ledger_error": 400,
+    "validation_error": 422,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "insufficient_balance": 409,
+    "already_reversed": 409,
+    "version_conflict": 412,
+    "idempotency_key_reused": 422,
+    "batch_too_large": 422,
+    "invalid_signature": 400,
+    "unsupported_media_type": 415,
+    "contention": 409,
+    "unknown_package": 422,
+    "redirect_not_allowed": 422,
+    "payment_provider_unavailable": 502,
+    "nothing_to_reverse": 409,
+    "already_clawed_back": 409,
+    "prediction_closed": 409,
+    "pool_exceeded": 409,
+    "already_settled": 409,
+    "stripe_event_conflict": 409,  # the same event id with other content: the first record stands
+    "purchase_not_recorded": 409,  # a refund before its purchase: non-2xx, so Stripe retries later
+    "statement_too_large": 422,
+    "chain_inconsistent": 409,
+}
+
+
+def problem_status(error: LedgerError) -> int:
+    """The status a refusal is answered with (a test holds every error code in the table)."""
+    return PROBLEM_STATUS[error.code]
+
+
 def problem(error: LedgerError) -> Response:
+    status = problem_status(error)
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + error.code,
         "title": error.title,
-        "status": error.status,
+        "status": status,
         "detail": error.detail,
         "code": error.code,
     }
     body.update({k: v for k, v in error.extra.items() if v is not None})
-    return Response(status_code=error.status, content_type=PROBLEM_JSON, body=json.dumps(body))
+    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body))
 
 
 def _authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:

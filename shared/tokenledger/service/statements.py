@@ -57,7 +57,6 @@ CSV_COLUMNS = (
 
 class StatementTooLarge(LedgerError):
     code = "statement_too_large"
-    status = 422
     title = "Statement too large"
 
 

@@ -44,7 +44,6 @@ class StripeEventConflict(LedgerError):
     """The same event id arrived again with other content: the first record stands."""
 
     code = "stripe_event_conflict"
-    status = 409
     title = "Stripe event already recorded with other content"
 
 
@@ -52,7 +51,6 @@ class PurchaseNotRecorded(LedgerError):
     """A refund or dispute arrived before its purchase: answered non-2xx so Stripe retries later."""
 
     code = "purchase_not_recorded"
-    status = 409
     title = "Purchase not recorded yet"
 
 

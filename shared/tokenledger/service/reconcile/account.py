@@ -25,7 +25,6 @@ class ChainInconsistent(LedgerError):
     """Repair refused: the entries themselves are inconsistent; only new entries can fix that."""
 
     code = "chain_inconsistent"
-    status = 409
     title = "The account's entries are inconsistent"
 
 
