@@ -246,15 +246,14 @@ WARM_KEY = "_warm_commitment"
 def _open_bench_account(endpoint: str) -> None:
     """The bench user's account, with tokens for every commitment the samples make."""
     from infra.world import environment_variable
-    from tokenledger.config import build_ledger_from_env
-    from tokenledger.service.admin import AdminOperations
+    from tokenledger.bootstrap import Settings, build_admin
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(environment_variable("AWS_ENDPOINT_URL", endpoint))
         for key, value in {**BASE_ENV, **STACK.environment()}.items():
             if key not in os.environ:
                 stack.enter_context(environment_variable(key, value))
-        AdminOperations(build_ledger_from_env()).open_account(BENCH_USER, welcome_grant_tokens=1_000_000)
+        build_admin(Settings.from_env()).open_account(BENCH_USER, welcome_grant_tokens=1_000_000)
 
 
 @contextlib.contextmanager

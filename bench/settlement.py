@@ -51,21 +51,11 @@ def _count_requests(client: Any, counter: Counter[str]) -> None:
 
 
 def _world() -> Any:
-    import boto3
+    from tokenledger.bootstrap import Settings, build_predictions
 
-    from tokenledger.adapters.predictions import DynamoPredictionStore
-    from tokenledger.config import build_ledger_from_env
-    from tokenledger.service.admin import AdminOperations
-    from tokenledger.service.predictions import Predictions
-
-    ledger = build_ledger_from_env()
-    client = ledger.repo.client  # type: ignore[attr-defined]
-    store = DynamoPredictionStore(
-        client, predictions_table=os.environ["PREDICTIONS_TABLE"], idempotency_table=os.environ["IDEMPOTENCY_TABLE"]
-    )
     queue = CountingQueue()
-    del boto3
-    return Predictions(AdminOperations(ledger), store, queue), client, queue
+    predictions = build_predictions(Settings.from_env(), queue=queue)
+    return predictions, predictions.admin.ledger.repo.client, queue  # type: ignore[attr-defined]
 
 
 RETRIES_MAX = 100

@@ -106,7 +106,7 @@ def run(entries: int) -> dict[str, Any]:
 
     from infra.dynamodb_local import DynamoDBLocal
     from infra.world import create_tables
-    from tokenledger.adapters.dynamodb import DynamoLedgerRepository
+    from tokenledger.bootstrap import Settings, build_repository
     from tokenledger.service.statements import balance_at, statement, verify_statement
 
     for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
@@ -116,12 +116,12 @@ def run(entries: int) -> dict[str, Any]:
         tables = create_tables(Stack(), client)
         seconds = seed(client, tables, entries)
         counting = Counting(client)
-        repo = DynamoLedgerRepository(
-            counting,
+        settings = Settings(
             accounts_table=tables["AccountsTable"],
             entries_table=tables["EntriesTable"],
             idempotency_table=tables["IdempotencyTable"],
         )
+        repo = build_repository(settings, dynamodb=counting)
         middle = entries // 2
         rows = [
             measure(counting, "balance at T, before the first entry", lambda: balance_at(repo, USER, at(-1))),

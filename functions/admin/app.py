@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from tokenledger.config import build_predictions_from_env
+from tokenledger import bootstrap
 from tokenledger.domain.errors import ValidationFailed
 from tokenledger.domain.model import ID_CHARS_MAX, EntryType
 from tokenledger.http.api import caller, idempotency_scope, json_response, make_resolver, write_response
@@ -42,7 +42,7 @@ from tokenledger.service.predictions import SETTLEMENT_PAYOUTS_MAX, SettlementRe
 logger = Logger()
 tracer = make_tracer()
 app = make_resolver()
-predictions = build_predictions_from_env()
+predictions = bootstrap.build_predictions(bootstrap.Settings.from_env())
 admin_ops = predictions.admin
 ledger = admin_ops.ledger
 

@@ -13,9 +13,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
-from tokenledger.adapters.dynamodb import DynamoLedgerRepository
-from tokenledger.adapters.ids import new_ulid, utc_now_iso
-from tokenledger.adapters.reports import REPORTS_LIST_MAX, build_audit_from_env
+from tokenledger import bootstrap
 from tokenledger.domain.errors import NotFound
 from tokenledger.http.api import caller, json_response, make_resolver, statement_response
 from tokenledger.http.schemas import (
@@ -31,18 +29,14 @@ from tokenledger.http.schemas import (
 )
 from tokenledger.observability import make_tracer
 from tokenledger.service.reconcile.account import audit_account, repair_account
+from tokenledger.service.reconcile.ports import REPORTS_LIST_MAX
 from tokenledger.service.statements import INSTANT_CHARS_MAX, statement
 
 logger = Logger()
 tracer = make_tracer()
 app = make_resolver()
-wiring = build_audit_from_env()
-writer = DynamoLedgerRepository(
-    wiring.dynamodb,
-    accounts_table=wiring.settings.accounts_table,
-    entries_table=wiring.settings.entries_table,
-    idempotency_table=wiring.settings.idempotency_table,
-)
+wiring = bootstrap.build_audit(bootstrap.Settings.from_env())
+writer = wiring.writer
 
 UserId = Annotated[str, Path(pattern=ID_PATTERN)]
 
@@ -75,8 +69,8 @@ def post_account_repair(user_id: UserId, body: Annotated[RepairIn, Body()]) -> R
         user_id,
         actor=admin.sub,
         reason=body.reason,
-        now=utc_now_iso(),
-        record_id=new_ulid(),
+        now=wiring.clock(),
+        record_id=wiring.new_id(),
     )
     if result["repaired"]:
         logger.info("account repaired", extra={"user_id": user_id, "actor": admin.sub, **result})

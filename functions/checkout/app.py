@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokenledger.adapters.stripe_checkout import build_checkout_from_env
+from tokenledger import bootstrap
 from tokenledger.http.api import caller, idempotency_scope, make_resolver, write_response
 from tokenledger.http.schemas import CheckoutSessionIn, CheckoutSessionOut, ok_response, problem_responses
 from tokenledger.observability import make_tracer
@@ -26,7 +26,7 @@ from tokenledger.service.checkout import CHECKOUT_ROUTE
 logger = Logger()
 tracer = make_tracer()
 app = make_resolver()
-checkout = build_checkout_from_env()
+checkout = bootstrap.build_checkout(bootstrap.Settings.from_env())
 
 
 @app.post(

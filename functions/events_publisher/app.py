@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -23,18 +22,17 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokenledger.adapters.dynamodb import entry_from_item
-from tokenledger.adapters.eventbridge import EventBridgePublisher, PublishFailed, make_events_client
-from tokenledger.adapters.predictions import plain_item
+from tokenledger import bootstrap
 from tokenledger.observability import make_tracer
-from tokenledger.service.events import OutboundEvent, entry_events, settlement_completed_events
+from tokenledger.service.events import OutboundEvent, PublishFailed, entry_events, settlement_completed_events
 
 logger = Logger()
 tracer = make_tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-publisher = EventBridgePublisher(make_events_client(), os.environ["EVENT_BUS_NAME"])
-LOW_BALANCE_TOKENS = int(os.environ.get("LOW_BALANCE_TOKENS", "0"))
+stream = bootstrap.build_stream_publishing(bootstrap.Settings.from_env())
+publisher = stream.publisher
+LOW_BALANCE_TOKENS = stream.low_balance_tokens
 # Stop taking new records this close to the timeout: the rest are reported failed, not cut off.
 REMAINING_MS_MIN = 3_000
 
@@ -64,15 +62,16 @@ def record_handler(record: DynamoDBRecord) -> None:
     change = raw.get("dynamodb") or {}
     image = change.get("NewImage")
     if raw.get("eventName") == "MODIFY" and image and "sk" in image:  # the predictions table's stream
-        settlement = settlement_completed_events(plain_item(change.get("OldImage") or {}), plain_item(image))
-        _publish(settlement, {"settlement_id": plain_item(image).get("settlement_id")})
+        new = stream.plain_image(image)
+        settlement = settlement_completed_events(stream.plain_image(change.get("OldImage") or {}), new)
+        _publish(settlement, {"settlement_id": new.get("settlement_id")})
         return
     if raw.get("eventName") != "INSERT" or not image or "entry_id" not in image:
         metrics.add_metric(name="StreamRecordsIgnored", unit=MetricUnit.Count, value=1)
         return  # entries are immutable: only an entry's INSERT means anything here
     if image.get("metadata") == {}:  # DynamoDB Local 3.3.0's stream drops an empty map's "M"
         image = {**image, "metadata": {"M": {}}}
-    entry = entry_from_item(image)
+    entry = stream.entry_from_image(image)
     events = entry_events(entry.to_api(), low_balance_tokens=LOW_BALANCE_TOKENS)
     _publish(events, {"user_id": entry.user_id, "seq": entry.seq})
 

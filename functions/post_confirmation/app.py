@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.cognito_user_pool_event import PostConfirmationTriggerEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokenledger.config import build_ledger_from_env
+from tokenledger import bootstrap
 from tokenledger.observability import make_tracer
-from tokenledger.service.admin import AdminOperations, check_welcome_grant_tokens
 
 CONFIRM_SIGN_UP = "PostConfirmation_ConfirmSignUp"
 
 logger = Logger()
 tracer = make_tracer()
-admin_ops = AdminOperations(build_ledger_from_env())
-WELCOME_GRANT_TOKENS = check_welcome_grant_tokens(os.environ.get("WELCOME_GRANT_TOKENS", "0"))
+opening = bootstrap.build_account_opening(bootstrap.Settings.from_env())
+admin_ops = opening.admin
+WELCOME_GRANT_TOKENS = opening.welcome_grant_tokens
 
 
 @logger.inject_lambda_context

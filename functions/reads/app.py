@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokenledger.config import build_ledger_from_env
+from tokenledger import bootstrap
 from tokenledger.domain.catalog import load_catalog
 from tokenledger.domain.model import AMOUNT_MAX, EntryType
 from tokenledger.http.api import caller, json_response, make_resolver, statement_response
@@ -32,7 +32,7 @@ from tokenledger.service.statements import INSTANT_CHARS_MAX, balance_at, statem
 logger = Logger()
 tracer = make_tracer()
 app = make_resolver()
-ledger = build_ledger_from_env()
+ledger = bootstrap.build_ledger(bootstrap.Settings.from_env())
 
 
 @app.get(

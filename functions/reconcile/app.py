@@ -23,8 +23,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokenledger.adapters.eventbridge import build_publisher_from_env
-from tokenledger.adapters.reports import build_audit_from_env
+from tokenledger import bootstrap
 from tokenledger.observability import make_tracer
 from tokenledger.service.events import reconciliation_event
 from tokenledger.service.reconcile.findings import NOTICE_KINDS
@@ -32,9 +31,10 @@ from tokenledger.service.reconcile.findings import NOTICE_KINDS
 logger = Logger()
 tracer = make_tracer()
 metrics = Metrics()
-wiring = build_audit_from_env()
+settings = bootstrap.Settings.from_env()
+wiring = bootstrap.build_audit(settings)
 run = wiring.reconcile_run()
-publisher = build_publisher_from_env()
+publisher = bootstrap.build_publisher(settings)
 
 
 def _publish_metrics(report: dict[str, Any]) -> None:
@@ -63,7 +63,7 @@ def _publish_metrics(report: dict[str, Any]) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = event.get("action") if isinstance(event, dict) else None
-    segments = wiring.settings.segments
+    segments = wiring.settings.reconcile_segments
     if action == "plan":
         metrics.add_metric(name="FanOutRunsPlanned", unit=MetricUnit.Count, value=1)
         return run.plan(total_segments=segments, ranges=int(event.get("ranges", 1)))

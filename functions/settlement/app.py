@@ -15,12 +15,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokenledger.config import build_predictions_from_env
+from tokenledger import bootstrap
 from tokenledger.observability import make_tracer
 
 logger = Logger()
 tracer = make_tracer()
-predictions = build_predictions_from_env()
+predictions = bootstrap.build_predictions(bootstrap.Settings.from_env())
 ID_CHARS_MAX = 160
 
 

@@ -16,7 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokenledger.adapters.stripe_store import build_stripe_webhook_from_env
+from tokenledger import bootstrap
 from tokenledger.domain.errors import InvalidSignature
 from tokenledger.domain.stripe_outcomes import Outcome
 from tokenledger.http.api import header, json_response, make_resolver
@@ -28,7 +28,7 @@ logger = Logger()
 tracer = make_tracer()
 metrics = Metrics()
 app = make_resolver()
-webhook = build_stripe_webhook_from_env()
+webhook = bootstrap.build_stripe_webhook(bootstrap.Settings.from_env())
 
 
 @app.post(

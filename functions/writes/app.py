@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokenledger.config import build_ledger_from_env
+from tokenledger import bootstrap
 from tokenledger.http.api import caller, idempotency_scope, if_match_version, make_resolver, write_response
 from tokenledger.http.schemas import CommitmentIn, WriteOut, ok_response, problem_responses
 from tokenledger.observability import make_tracer
@@ -20,7 +20,7 @@ from tokenledger.observability import make_tracer
 logger = Logger()
 tracer = make_tracer()
 app = make_resolver()
-ledger = build_ledger_from_env()
+ledger = bootstrap.build_ledger(bootstrap.Settings.from_env())
 
 COMMITMENTS_ROUTE = "POST /v1/commitments"
 

@@ -16,7 +16,7 @@ from infra.api import LocalApi
 from infra.queues import QueuePump
 from tests.conftest import STACK, Client
 from tests.invariants import assert_account_consistent
-from tokenledger.config import build_predictions_from_env
+from tokenledger.bootstrap import Settings, build_predictions
 from tokenledger.service.ports import LedgerRepository
 
 
@@ -270,7 +270,7 @@ def test_a_worker_crash_between_chunks_resumes_and_pays_nobody_twice(
     assert accepted.status == 202 and accepted.json["chunks_total"] == 3
     settlement_id = accepted.json["settlement_id"]
 
-    crashing = build_predictions_from_env()
+    crashing = build_predictions(Settings.from_env())
     crashing.admin.ledger.repo = CrashAfterCommits(crashing.admin.ledger.repo, commits_before_crash=2)
     with pytest.raises(SimulatedCrash):
         crashing.work(prediction_id, settlement_id, remaining_ms=lambda: 60_000)

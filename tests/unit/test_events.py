@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from tokenledger.adapters.eventbridge import EventBridgePublisher, PublishFailed
+from tokenledger.adapters.eventbridge import EventBridgePublisher
 from tokenledger.service.events import (
     DETAIL_BALANCE_LOW,
     DETAIL_CHARGEBACK_UNRECOVERED,
     DETAIL_ENTRY_CREATED,
     OutboundEvent,
+    PublishFailed,
     entry_events,
 )
 

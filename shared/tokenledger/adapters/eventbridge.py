@@ -11,7 +11,6 @@ dropped here.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tokenledger.service.events import EVENT_SOURCE, OutboundEvent
+from tokenledger.service.events import EVENT_SOURCE, OutboundEvent, PublishFailed
 
 PUT_ENTRIES_MAX = 10  # PutEvents takes at most 10 entries per call
 PUT_ATTEMPTS_MAX = 5
@@ -30,28 +29,11 @@ RETRY_DELAY_MS_MAX = 2_000
 CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
 
 
-class PublishFailed(Exception):
-    """Some events were not accepted by the bus after every attempt (nothing was dropped silently)."""
-
-    def __init__(self, message: str, *, refused: Sequence[OutboundEvent], codes: Sequence[str]) -> None:
-        super().__init__(message)
-        self.refused = list(refused)
-        self.codes = list(codes)
-
-
 def make_events_client() -> Any:
     """A boto3 EventBridge client honouring AWS_ENDPOINT_URL(_EVENTS)."""
     import boto3
 
     return boto3.client("events", config=CLIENT_CONFIG)
-
-
-def build_publisher_from_env() -> EventBridgePublisher | None:
-    """The publisher for the bus named by env `EVENT_BUS_NAME` (None where the template sets none)."""
-    bus_name = os.environ.get("EVENT_BUS_NAME", "").strip()
-    if not bus_name:
-        return None
-    return EventBridgePublisher(make_events_client(), bus_name)
 
 
 def _time(value: str | None) -> datetime | None:

@@ -15,21 +15,16 @@ never sits in memory whole.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
-from tokenledger.service.reconcile.ports import Progress, ReportKeys
-
-if TYPE_CHECKING:  # the run is built on demand: the audit function never loads it
-    from tokenledger.service.reconcile.fleet import ReconcileRun
+from tokenledger.service.reconcile.ports import REPORTS_LIST_MAX
 
 REPORTS_PREFIX = "reports/"
 LATEST_KEY = "reports/latest.json"
@@ -37,7 +32,6 @@ RUNS_PREFIX = "reports/runs/"
 SNAPSHOT_SUFFIX = ".snapshot.jsonl"
 REPORT_BYTES_MAX = 64 * 1024 * 1024  # a report is read whole: refuse anything absurd
 SPOOL_BYTES_MAX = 8 * 1024 * 1024  # snapshot bytes kept in memory before spilling to /tmp
-REPORTS_LIST_MAX = 50  # reports read by one `GET /v1/admin/reports` (each is one GetObject)
 _YEAR_PREFIX = re.compile(r"reports/\d{4}/")
 _MONTH_PREFIX = re.compile(r"reports/\d{4}/\d{2}/")
 _REPORT_KEY = re.compile(r"reports/\d{4}/\d{2}/\d{2}/[A-Za-z0-9_-]+\.json")
@@ -200,116 +194,3 @@ class ReportStore:
     def _check_key(key: str) -> None:
         if not key.startswith(REPORTS_PREFIX) or ".." in key:
             raise ValueError(f"report keys live under {REPORTS_PREFIX}")
-
-
-# ---------------------------------------------------------------------- wiring (read once, at cold start)
-RECONCILE_SEGMENTS_DEFAULT = 8
-
-
-@dataclass(frozen=True, slots=True)
-class ReconcileSettings:
-    accounts_table: str
-    entries_table: str
-    idempotency_table: str
-    reports_bucket: str
-    stripe_events_table: str | None
-    segments: int
-    predictions_table: str | None
-    scan_page_items: int
-    scan_threads: int
-
-    @classmethod
-    def from_env(cls) -> ReconcileSettings:
-        from tokenledger.adapters.scan import SCAN_PAGE_ITEMS_MAX, SCAN_THREADS_MAX
-
-        return cls(
-            accounts_table=os.environ["ACCOUNTS_TABLE"],
-            entries_table=os.environ["ENTRIES_TABLE"],
-            idempotency_table=os.environ["IDEMPOTENCY_TABLE"],
-            reports_bucket=os.environ["REPORTS_BUCKET"],
-            stripe_events_table=os.environ.get("STRIPE_EVENTS_TABLE") or None,
-            segments=int(os.environ.get("RECONCILE_SEGMENTS", RECONCILE_SEGMENTS_DEFAULT)),
-            predictions_table=os.environ.get("PREDICTIONS_TABLE") or None,
-            scan_page_items=int(os.environ.get("RECONCILE_SCAN_PAGE_ITEMS", SCAN_PAGE_ITEMS_MAX)),
-            scan_threads=int(os.environ.get("RECONCILE_SCAN_THREADS", SCAN_THREADS_MAX)),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class AuditWiring:
-    """What the reconcile and audit functions are built from (one per execution environment)."""
-
-    settings: ReconcileSettings
-    dynamodb: Any
-    probe: Any  # DynamoAuditReads
-    payments: Any  # StripePayments | None
-    store: ReportStore
-
-    def reconcile_run(self, *, progress: Progress | None = None) -> ReconcileRun:
-        from tokenledger.adapters.ids import new_ulid, utc_now_iso
-        from tokenledger.adapters.scan import DynamoLedgerPages, settlement_records
-        from tokenledger.service.reconcile.fleet import ReconcileRun
-
-        pages = DynamoLedgerPages(
-            self.dynamodb,
-            accounts_table=self.settings.accounts_table,
-            entries_table=self.settings.entries_table,
-            idempotency_table=self.settings.idempotency_table,
-            stripe_events_table=self.settings.stripe_events_table if self.payments is not None else None,
-            page_items_max=self.settings.scan_page_items,
-            threads_max=self.settings.scan_threads,
-        )
-        return ReconcileRun(
-            pages=pages,
-            probe=self.probe,
-            entry_index=self.probe,
-            payments=self.payments,
-            sink=self.store,
-            keys=ReportKeys(snapshot=snapshot_key, part=part_key, part_snapshot=part_snapshot_key),
-            clock=utc_now_iso,
-            new_id=new_ulid,
-            **({"progress": progress} if progress is not None else {}),
-            settlements=(
-                (
-                    lambda: settlement_records(
-                        self.dynamodb, table=str(self.settings.predictions_table), total_segments=self.settings.segments
-                    )
-                )
-                if self.settings.predictions_table
-                else None
-            ),
-        )
-
-
-def build_audit_from_env() -> AuditWiring:
-    """Clients and adapters from the template's environment; the Stripe check when its table is named.
-
-    No AWS call here: this runs at import, in the cold start, where a throttled DescribeTable
-    used to fail the whole environment (issue #13 item 8). Boto3 clients make no call until used.
-    """
-    import boto3
-
-    from tokenledger.adapters.dynamodb import CLIENT_CONFIG, make_client
-    from tokenledger.adapters.lazy import LazyClient
-    from tokenledger.adapters.scan import DynamoAuditReads, StripePayments
-    from tokenledger.service.clawback import purchase_record_pk
-
-    settings = ReconcileSettings.from_env()
-    dynamodb = make_client()
-    payments = None
-    if settings.stripe_events_table:
-        payments = StripePayments(
-            dynamodb,
-            events_table=settings.stripe_events_table,
-            entries_table=settings.entries_table,
-            idempotency_table=settings.idempotency_table,
-            purchase_record_pk=purchase_record_pk,
-        )
-    return AuditWiring(
-        settings=settings,
-        dynamodb=dynamodb,
-        probe=DynamoAuditReads(dynamodb, accounts_table=settings.accounts_table, entries_table=settings.entries_table),
-        payments=payments,
-        # Made on first use: the audit routes never touch S3, only the latest report does.
-        store=ReportStore(LazyClient(lambda: boto3.client("s3", config=CLIENT_CONFIG)), bucket=settings.reports_bucket),
-    )

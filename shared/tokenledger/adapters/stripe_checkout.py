@@ -11,7 +11,6 @@ caller's URLs or Stripe's whole answer.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -19,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from tokenledger.adapters.stripe_signature import SecretReader
 from tokenledger.domain.errors import IdempotencyKeyReused, PaymentProviderUnavailable
-from tokenledger.service.checkout import CheckoutSessions, CheckoutSettings, CreatedSession, SessionRequest
+from tokenledger.service.checkout import CreatedSession, SessionRequest
 from tokenledger.service.ports import StoredResponse
 
 STRIPE_CONNECT_TIMEOUT_S = 2
@@ -211,29 +210,6 @@ class StripeCheckoutProvider:
         )
 
 
-def build_checkout_from_env() -> CheckoutSessions:
-    """Wired from the template's environment (functions/checkout): table, secret, API base, redirect settings."""
-    import time
-
-    from tokenledger.adapters.dynamodb import make_client
-    from tokenledger.adapters.stripe_signature import secret_from_secrets_manager
-    from tokenledger.domain.catalog import load_catalog
-
-    settings = CheckoutSettings.parse(
-        allowed_origins=os.environ["CHECKOUT_ALLOWED_ORIGINS"],
-        success_url=os.environ["CHECKOUT_SUCCESS_URL"],
-        cancel_url=os.environ["CHECKOUT_CANCEL_URL"],
-    )
-    api_key = secret_from_secrets_manager(
-        os.environ["STRIPE_API_KEY_SECRET_NAME"], client=make_client("secretsmanager")
-    )
-    return CheckoutSessions(
-        provider=StripeCheckoutProvider(api_key, api_base=os.environ.get("STRIPE_API_BASE", "").strip() or None),
-        records=DynamoCheckoutRecords(make_client(), table=os.environ["IDEMPOTENCY_TABLE"]),
-        settings=settings,
-        catalog=load_catalog,
-        clock=time.time,
-        on_price_mismatch=lambda details: logger.error(
-            "Stripe priced a checkout session differently from the catalog", extra=details
-        ),
-    )
+def log_price_mismatch(details: dict[str, Any]) -> None:
+    """`CheckoutSessions.on_price_mismatch`: an error in the function's log."""
+    logger.error("Stripe priced a checkout session differently from the catalog", extra=details)

@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -19,10 +17,6 @@ from tokenledger.adapters.dynamodb import _plain_to_attr, account_from_item, att
 from tokenledger.domain.model import Account
 from tokenledger.domain.stripe_events import EventRecord, StoredEvent, record_attributes, stored_event_from
 from tokenledger.service.ports import STRIPE_EVENT_GUARD, Guard
-
-if TYPE_CHECKING:
-    from tokenledger.adapters.stripe_signature import StripeSignatureVerifier
-    from tokenledger.service.stripe_credits import StripeCredits
 
 PAYMENT_INDEX = "by-payment"
 PAYMENT_OUTCOMES_MAX = 100  # events read per payment (a payment has a handful)
@@ -111,41 +105,3 @@ class DynamoStripeStore:
             Limit=PAYMENT_OUTCOMES_MAX,
         )
         return {item["outcome"]["S"] for item in response.get("Items", []) if "outcome" in item}
-
-
-@dataclass(frozen=True, slots=True)
-class StripeWebhook:
-    """The webhook's parts, built once per execution environment."""
-
-    verifier: StripeSignatureVerifier
-    credits: StripeCredits
-
-
-def build_stripe_webhook_from_env() -> StripeWebhook:
-    """Wired from the template's environment: ledger tables, `STRIPE_EVENTS_TABLE`, `STRIPE_WEBHOOK_SECRET_NAME`."""
-    from tokenledger.adapters.dynamodb import DynamoLedgerRepository, make_client
-    from tokenledger.adapters.stripe_signature import StripeSignatureVerifier, secret_from_secrets_manager
-    from tokenledger.config import Settings
-    from tokenledger.service.ledger import Ledger
-    from tokenledger.service.stripe_credits import StripeCredits
-
-    settings = Settings.from_env()
-    dynamodb = make_client()
-    repo = DynamoLedgerRepository(
-        dynamodb,
-        accounts_table=settings.accounts_table,
-        entries_table=settings.entries_table,
-        idempotency_table=settings.idempotency_table,
-    )
-    store = DynamoStripeStore(
-        dynamodb,
-        entries_table=settings.entries_table,
-        idempotency_table=settings.idempotency_table,
-        events_table=os.environ["STRIPE_EVENTS_TABLE"],
-        accounts_table=settings.accounts_table,
-    )
-    secret = secret_from_secrets_manager(os.environ["STRIPE_WEBHOOK_SECRET_NAME"], client=make_client("secretsmanager"))
-    return StripeWebhook(
-        verifier=StripeSignatureVerifier(secret),
-        credits=StripeCredits(ledger=Ledger(repo), store=store),
-    )

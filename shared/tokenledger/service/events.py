@@ -14,7 +14,7 @@ Every event is published to the stack's EventBridge bus with source ``tokenledge
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,15 @@ class OutboundEvent:
     time: str | None = None  # RFC 3339; EventBridge's `time` (default: when it was put)
     user_id: str | None = None  # per user, events follow `seq`
     seq: int | None = None
+
+
+class PublishFailed(Exception):
+    """Some events were not accepted by the bus after every attempt (nothing was dropped silently)."""
+
+    def __init__(self, message: str, *, refused: Sequence[OutboundEvent], codes: Sequence[str]) -> None:
+        super().__init__(message)
+        self.refused = list(refused)
+        self.codes = list(codes)
 
 
 def entry_events(entry: Mapping[str, Any], *, low_balance_tokens: int) -> list[OutboundEvent]:

@@ -91,6 +91,9 @@ class LedgerPages(Protocol):
         ...
 
 
+REPORTS_LIST_MAX = 50  # reports one listing reads (`GET /v1/admin/reports`: each is one GetObject)
+
+
 class ReportSink(Protocol):
     def snapshot(self, key: str) -> Any:
         """A context manager yielding a callable that takes one snapshot line (`report.snapshot_line`) per call."""
