@@ -31,6 +31,9 @@ class Report:
     accounts: int = 0
     entries: int = 0
     invoke_errors: Counter[str] = field(default_factory=Counter)
+    # EventBridge faults at the stream consumer's PutEvents calls: how many calls it makes follows
+    # its batching (thread timing), so unlike `faults` (DynamoDB) they are not replayed from the seed.
+    event_faults: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
@@ -69,6 +72,12 @@ class Report:
             + ", ".join(f"{k}: {self.faults.get(k, 0)}" for k in FAULT_KINDS)
             + ")"
         )
+        if self.event_faults:
+            lines.append(
+                f"  EventBridge faults injected: {sum(self.event_faults.values())} ("
+                + ", ".join(f"{k}: {n}" for k, n in sorted(self.event_faults.items()))
+                + ")"
+            )
         if self.invoke_errors:
             lines.append(
                 f"  invokes that failed outside a handler (answered 502, retried): {sum(self.invoke_errors.values())}; "

@@ -105,7 +105,6 @@ def run(
         injected: Counter[str] = Counter()
         for worker in workers:
             injected.update(worker.injector.injected)
-        injected.update(events.injected)
         verifier = Verifier(stack, dynamodb, all_ops, features, probe)
         checks = verifier.run()
         if events.mappings:
@@ -120,6 +119,7 @@ def run(
             features=features.names(),
             ops=all_ops,
             faults=injected,
+            event_faults=events.injected,
             died=sum(w.died for w in workers),
             elapsed_s=elapsed,
             checks=checks,
