@@ -18,6 +18,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from tokenledger.adapters.ids import utc_now_iso
 from tokenledger.domain.errors import AlreadyReversed, IdempotencyKeyReused, InsufficientBalance, VersionConflict
 from tokenledger.domain.model import Account, Entry, EntryDraft, EntryType
 from tokenledger.service.admin import AdminOperations
@@ -116,6 +117,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def _ledger(self, ids: itertools.count[int]) -> Ledger:
         return Ledger(
             self.repo,
+            clock=utc_now_iso,
             new_id=lambda: f"e{next(ids):08d}",
             sleep=lambda _s: None,
             rng=lambda: 0.5,

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from tests.fakes import FakeRepository
+from tokenledger.adapters.ids import utc_now_iso
 from tokenledger.domain.errors import InsufficientBalance, VersionConflict
 from tokenledger.service.idempotency import IdempotencyScope, request_hash
 from tokenledger.service.ledger import Ledger
@@ -15,7 +16,7 @@ _ids = itertools.count()
 
 
 def _ledger(repo: FakeRepository) -> Ledger:
-    return Ledger(repo, new_id=lambda: f"r{next(_ids)}", sleep=lambda _s: None, rng=lambda: 0.5)
+    return Ledger(repo, clock=utc_now_iso, new_id=lambda: f"r{next(_ids)}", sleep=lambda _s: None, rng=lambda: 0.5)
 
 
 def _grant(ledger: Ledger, user: str, amount: int, key: str) -> None:

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import replace
 
 from tests.fakes import FakeRepository
+from tokenledger.adapters.ids import new_ulid
 from tokenledger.domain.chain import GENESIS_HASH, canonical, entry_hash, first_bad_seq
 from tokenledger.domain.model import Account, Entry, EntryDraft, EntryType, apply_drafts, next_created_at
 from tokenledger.service.idempotency import IdempotencyScope
@@ -149,7 +150,7 @@ def test_entries_from_before_the_chain_may_only_come_first() -> None:
 
 def test_the_if_match_write_stays_one_round_trip_and_chains() -> None:
     repo = FakeRepository()
-    ledger = Ledger(repo, clock=lambda: NOW)
+    ledger = Ledger(repo, clock=lambda: NOW, new_id=new_ulid)
 
     def scope(key: str) -> IdempotencyScope:
         return IdempotencyScope(caller="u", route="test", key=key, request_hash=key)

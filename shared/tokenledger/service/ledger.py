@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tokenledger.adapters.ids import new_ulid, utc_now_iso
 from tokenledger.domain.errors import (
     ContentionExhausted,
     InsufficientBalance,
@@ -29,9 +28,11 @@ from tokenledger.service.cursor import CursorCodec
 from tokenledger.service.idempotency import IDEMPOTENCY_TTL_S, IdempotencyScope
 from tokenledger.service.ports import (
     AccountWrite,
+    Clock,
     Guard,
     IdempotencyClaim,
     LedgerRepository,
+    NewId,
     StoredResponse,
     TransactionRefused,
 )
@@ -120,8 +121,8 @@ class Ledger:
         self,
         repo: LedgerRepository,
         *,
-        clock: Callable[[], str] = utc_now_iso,
-        new_id: Callable[[], str] = new_ulid,
+        clock: Clock,
+        new_id: NewId,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
         epoch_s: Callable[[], float] = time.time,

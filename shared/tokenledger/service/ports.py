@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +20,11 @@ class EntryMark:
     balance_after: int
     hash: str | None
     created_at: str
+
+
+# The clock and the id source, injected by the composition root (bootstrap: adapters/ids.py).
+Clock = Callable[[], str]  # now, in UTC: ISO 8601 with milliseconds and a `Z`
+NewId = Callable[[], str]  # a new unique id, sortable by creation time (a ULID)
 
 
 @dataclass(frozen=True, slots=True)

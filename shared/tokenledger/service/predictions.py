@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tokenledger.adapters.ids import new_ulid, utc_now_iso
 from tokenledger.domain.errors import (
     AlreadySettled,
     ContentionExhausted,
@@ -36,7 +35,7 @@ from tokenledger.domain.model import AMOUNT_MAX, EntryType, check_amount
 from tokenledger.service.admin import BATCH_OPERATIONS_MAX, AdminOperations
 from tokenledger.service.idempotency import IdempotencyScope, request_hash
 from tokenledger.service.ledger import GuardFailed, WriteResult, admin_draft
-from tokenledger.service.ports import Guard
+from tokenledger.service.ports import Clock, Guard, NewId
 from tokenledger.service.prediction_keys import SETTLEMENT_GUARD, settlement_put
 
 logger = logging.getLogger(__name__)
@@ -152,8 +151,8 @@ class Predictions:
         store: PredictionStore,
         queue: SettlementQueue | None,
         *,
-        clock: Callable[[], str] = utc_now_iso,
-        new_id: Callable[[], str] = new_ulid,
+        clock: Clock,
+        new_id: NewId,
     ) -> None:
         self.admin = admin
         self.store = store

@@ -22,11 +22,10 @@ record). A redelivery: the BatchGetItem alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tokenledger.adapters.ids import utc_now_iso
 from tokenledger.domain.catalog import Catalog, load_catalog
 from tokenledger.domain.errors import IdempotencyKeyReused
 from tokenledger.domain.model import Account, EntryDraft, EntryType
@@ -35,7 +34,7 @@ from tokenledger.domain.stripe_outcomes import Outcome
 from tokenledger.service.clawback import PURCHASE_ROUTE, STRIPE
 from tokenledger.service.idempotency import IdempotencyScope, request_hash
 from tokenledger.service.ledger import GuardFailed, Ledger, single_entry_body
-from tokenledger.service.ports import StripeStore
+from tokenledger.service.ports import Clock, StripeStore
 from tokenledger.service.stripe_clawbacks import StripeClawbacks
 from tokenledger.service.stripe_events import (
     CHARGE_REFUNDED,
@@ -55,8 +54,8 @@ class StripeCredits:
 
     ledger: Ledger
     store: StripeStore
+    clock: Clock
     catalog: Catalog = field(default_factory=load_catalog)
-    clock: Callable[[], str] = utc_now_iso
 
     def __post_init__(self) -> None:
         self._events = EventBook(store=self.store, clock=self.clock)
