@@ -8,7 +8,10 @@ so its cost grows with the table and 2,000 operations take minutes on 2 cores. T
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +25,7 @@ from infra.template import Stack
 # Every injected fault ends a Powertools metrics scope early; its "no metrics" warning is noise here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
+ROOT = Path(__file__).resolve().parents[2]
 CI_SEED = 20261125
 CI_OPS = 400
 CI_CLIENTS = 8
@@ -88,3 +92,16 @@ def test_every_kind_of_the_mix_is_bound_to_its_maker_in_the_one_table() -> None:
     )
     workload = Workload(1, Stack(), everything, "whsec_test")
     assert set(workload.kinds) == set(OPERATIONS)
+
+
+def test_a_broken_chaos_invariant_still_fails_under_python_dash_o() -> None:
+    """The chaos checks raise `InvariantBroken`, not `assert`: under -O a missing publication still fails."""
+    code = (
+        "from infra.chaos.events import EventsUnderFaults\n"
+        "from infra.template import Stack\n"
+        "events = EventsUnderFaults(Stack(), 'moto', seed=1, fault_rate=0.0)\n"
+        "events.check([{'entry_id': 'e-1', 'user_id': 'u-1', 'seq': 1}])\n"
+    )
+    run = subprocess.run([sys.executable, "-O", "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert run.returncode != 0
+    assert "InvariantBroken: 1 entries never published, e.g. u-1 seq 1" in run.stderr
