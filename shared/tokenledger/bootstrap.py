@@ -354,6 +354,17 @@ class AuditWiring:
         )
 
 
+def _purchase_record_pk(payment_id: str) -> str:
+    """The key the service gives a payment's exactly-once purchase record (`StripePayments` looks it up).
+
+    Its module is imported on the first call (a run's check of refused payments), not at cold
+    start: the audit routes never need it.
+    """
+    from tokenledger.service.clawback import purchase_record_pk
+
+    return purchase_record_pk(payment_id)
+
+
 def build_audit(settings: Settings) -> AuditWiring:
     """Clients and adapters for the audit and reconcile functions; the Stripe check when its table is named.
 
@@ -367,7 +378,6 @@ def build_audit(settings: Settings) -> AuditWiring:
     from tokenledger.adapters.lazy import LazyClient
     from tokenledger.adapters.reports import ReportStore
     from tokenledger.adapters.scan import DynamoAuditReads, StripePayments
-    from tokenledger.service.clawback import purchase_record_pk
 
     bucket = _required(settings.reports_bucket, "REPORTS_BUCKET")
     dynamodb = make_client()
@@ -378,7 +388,7 @@ def build_audit(settings: Settings) -> AuditWiring:
             events_table=settings.stripe_events_table,
             entries_table=settings.entries_table,
             idempotency_table=settings.idempotency_table,
-            purchase_record_pk=purchase_record_pk,
+            purchase_record_pk=_purchase_record_pk,
         )
     return AuditWiring(
         settings=settings,
