@@ -123,7 +123,7 @@ def create_admin_entry(user_id: UserId, body: Annotated[AdminEntryIn, Body()]) -
         metadata=body.metadata,
         scope=scope,
     )
-    return write_response(result)
+    return write_response(result, 201)
 
 
 @app.post(
@@ -146,7 +146,8 @@ def create_batch(body: Annotated[BatchIn, Body()]) -> Response[dict]:
         )
         for op in body.operations
     ]
-    return write_response(admin_ops.batch(actor=admin.sub, operations=operations, reason=body.reason, scope=scope))
+    result = admin_ops.batch(actor=admin.sub, operations=operations, reason=body.reason, scope=scope)
+    return write_response(result, 201)
 
 
 @app.post(
@@ -164,7 +165,8 @@ def reverse_entry(entry_id: EntryId, body: Annotated[ReversalIn, Body()]) -> Res
         caller_id=admin.sub,
         payload={"entry_id": entry_id, "body": body.model_dump()},
     )
-    return write_response(admin_ops.reverse(actor=admin.sub, entry_id=entry_id, reason=body.reason, scope=scope))
+    result = admin_ops.reverse(actor=admin.sub, entry_id=entry_id, reason=body.reason, scope=scope)
+    return write_response(result, 201)
 
 
 @app.get(
@@ -275,9 +277,7 @@ def create_settlement(prediction_id: PredictionId, body: Annotated[SettlementIn,
         payouts=[(p.user_id, p.amount) for p in body.payouts or []],
         house_contribution=body.house_contribution or 0,
     )
-    answer = predictions.settle(prediction_id, request, actor=admin.sub, scope=scope)
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
-    return json_response(answer.status, answer.body, headers)
+    return write_response(predictions.settle(prediction_id, request, actor=admin.sub, scope=scope), 202)
 
 
 @app.get(

@@ -55,7 +55,7 @@ def create_checkout_session(body: Annotated[CheckoutSessionIn, Body()]) -> Respo
             "replayed": result.replayed,
         },
     )
-    return write_response(result)
+    return write_response(result, 201)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -43,7 +43,7 @@ def create_commitment(body: Annotated[CommitmentIn, Body()]) -> Response[dict]:
         scope=scope,
         if_match=if_match_version(app),
     )
-    return write_response(result)
+    return write_response(result, 201)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

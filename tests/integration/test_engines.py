@@ -198,7 +198,7 @@ def _first_grant(user_id: str, amount: int) -> tuple[list[AccountWrite], Idempot
     after, entries = apply_drafts(before, [draft], entry_ids=[f"e-{uuid.uuid4().hex}"], now="2026-11-25T12:00:00.000Z")
     claim = IdempotencyClaim(
         pk=f"idem|engine-test|{user_id}|{uuid.uuid4().hex}",
-        response=StoredResponse(request_hash="h", status=201, body={"balance": amount}),
+        response=StoredResponse(request_hash="h", body={"balance": amount}),
         expires_at=None,
     )
     return [AccountWrite(before=before, after=after, entries=entries)], claim

@@ -134,7 +134,7 @@ def create(checkout: CheckoutSessions, *, user_id: str = "u-1", key_scope: Idemp
 
 
 def test_a_racing_request_that_stored_first_is_answered_instead() -> None:
-    theirs = StoredResponse(request_hash="h", status=201, body={"checkout_session_id": "cs_test_theirs"})
+    theirs = StoredResponse(request_hash="h", body={"checkout_session_id": "cs_test_theirs"})
     records = FakeRecords(sneak_in=theirs)
 
     result = create(service(FakeProvider(), records, []))
@@ -143,7 +143,7 @@ def test_a_racing_request_that_stored_first_is_answered_instead() -> None:
 
 
 def test_a_racing_request_with_another_body_is_idempotency_key_reused() -> None:
-    records = FakeRecords(sneak_in=StoredResponse(request_hash="other", status=201, body={}))
+    records = FakeRecords(sneak_in=StoredResponse(request_hash="other", body={}))
 
     with pytest.raises(IdempotencyKeyReused):
         create(service(FakeProvider(), records, []))

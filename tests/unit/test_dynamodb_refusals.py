@@ -51,7 +51,7 @@ def test_a_conflict_on_a_transaction_without_accounts_is_reported_as_one() -> No
         entries_table="ent",
         idempotency_table="idem",
     )
-    claim = IdempotencyClaim(pk="idem|x", response=StoredResponse(request_hash="h", status=202, body={}), expires_at=1)
+    claim = IdempotencyClaim(pk="idem|x", response=StoredResponse(request_hash="h", body={}), expires_at=1)
     with pytest.raises(TransactionRefused) as refused:
         repo.commit([], idempotency=claim)
     assert refused.value.conflict and refused.value.stale == {} and refused.value.replay is None

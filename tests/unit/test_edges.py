@@ -166,3 +166,16 @@ def test_a_broken_catalog_fails_at_load(packages: list[object]) -> None:
 def test_ulids_are_26_chars_and_sort_by_time() -> None:
     early, late = new_ulid(1_000), new_ulid(2_000)
     assert len(early) == len(late) == 26 and early < late
+
+
+@pytest.mark.parametrize("status", [201, 202])
+def test_a_write_and_its_replay_answer_the_status_of_their_route(status: int) -> None:
+    """The HTTP layer picks a write's status (the use case returns a domain result): a replay answers the same."""
+    from tokenledger.http.api import write_response
+    from tokenledger.service.ledger import WriteResult
+
+    first = write_response(WriteResult(body={"balance": 5}), status)
+    again = write_response(WriteResult(body={"balance": 5}, replayed=True), status)
+    assert (first.status_code, again.status_code) == (status, status)
+    assert (first.body, again.body) == ({"balance": 5}, {"balance": 5})
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"

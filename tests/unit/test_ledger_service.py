@@ -63,7 +63,7 @@ def test_a_commitment_costs_one_read_and_one_transaction() -> None:
     repo.calls.clear()
     result = commit(ledger, 30, "c1")
     assert repo.calls == ["get_account", "commit"]
-    assert result.status == 201 and result.body["balance"] == 70
+    assert not result.replayed and result.body["balance"] == 70
     assert result.body["entry"]["type"] == "commitment" and result.body["entry"]["amount"] == -30
     repo.assert_consistent("u1")
 
@@ -97,7 +97,7 @@ def test_a_replay_returns_the_first_answer_and_writes_nothing() -> None:
     first = commit(ledger, 30, "c1")
     entries_before = dict(repo.entries)
     again = commit(ledger, 30, "c1")
-    assert again.replayed and again.body == first.body and again.status == 201
+    assert again.replayed and again.body == first.body
     assert repo.entries == entries_before
     assert repo.accounts["u1"].balance == 70
 
@@ -252,11 +252,11 @@ def test_a_write_of_no_account_records_its_answer_and_retries_a_conflict() -> No
     repo.before_commit = conflict_once
     sleeps: list[float] = []
     ledger = make_ledger(repo, sleeps)
-    first = ledger.write(lambda _a: {}, users=[], scope=scope("k1"), body=lambda _e, _a: {"done": True}, status=202)
-    assert (first.status, first.body, first.replayed) == (202, {"done": True}, False)
+    first = ledger.write(lambda _a: {}, users=[], scope=scope("k1"), body=lambda _e, _a: {"done": True})
+    assert (first.body, first.replayed) == ({"done": True}, False)
     assert repo.calls.count("commit") == 2 and len(sleeps) == 1, "refused once by a conflict, then written"
-    again = ledger.write(lambda _a: {}, users=[], scope=scope("k1"), body=lambda _e, _a: {"other": 1}, status=202)
-    assert (again.status, again.body, again.replayed) == (202, {"done": True}, True)
+    again = ledger.write(lambda _a: {}, users=[], scope=scope("k1"), body=lambda _e, _a: {"other": 1})
+    assert (again.body, again.replayed) == ({"done": True}, True)
     assert repo.accounts == {} and repo.entries == {}
 
 

@@ -119,11 +119,20 @@ def entry_from_item(item: AttributeMap) -> Entry:
 
 
 def stored_response_from_item(item: AttributeMap) -> StoredResponse:
-    return StoredResponse(
-        request_hash=item["request_hash"]["S"],
-        status=int(item["status"]["N"]),
-        body=json.loads(item["response"]["S"]),
-    )
+    """An idempotency record's answer (a `status` that older records hold is not read: the route decides it)."""
+    return StoredResponse(request_hash=item["request_hash"]["S"], body=json.loads(item["response"]["S"]))
+
+
+def stored_response_item(pk: str, response: StoredResponse, *, expires_at: int | None) -> AttributeMap:
+    """An idempotency record as an item (the ledger's writes and the checkout sessions share its shape)."""
+    item: AttributeMap = {
+        "pk": _s(pk),
+        "request_hash": _s(response.request_hash),
+        "response": _s(json.dumps(response.body, separators=(",", ":"))),
+    }
+    if expires_at is not None:
+        item["expires_at"] = _n(expires_at)
+    return item
 
 
 def attr_to_plain(value: dict[str, Any]) -> Any:
@@ -359,17 +368,9 @@ class DynamoLedgerRepository:
         }
 
     def _idempotency_put(self, claim: IdempotencyClaim) -> dict[str, Any]:
-        item: AttributeMap = {
-            "pk": _s(claim.pk),
-            "request_hash": _s(claim.response.request_hash),
-            "status": _n(claim.response.status),
-            "response": _s(json.dumps(claim.response.body, separators=(",", ":"))),
-        }
-        if claim.expires_at is not None:
-            item["expires_at"] = _n(claim.expires_at)
         return {
             "TableName": self.idempotency_table,
-            "Item": item,
+            "Item": stored_response_item(claim.pk, claim.response, expires_at=claim.expires_at),
             "ConditionExpression": "attribute_not_exists(pk)",
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }

@@ -10,7 +10,6 @@ caller's URLs or Stripe's whole answer.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -56,15 +55,9 @@ class DynamoCheckoutRecords:
         return stored_response_from_item(item) if item and "request_hash" in item else None
 
     def put_if_absent(self, pk: str, response: StoredResponse, *, expires_at: int) -> StoredResponse | None:
-        from tokenledger.adapters.dynamodb import stored_response_from_item
+        from tokenledger.adapters.dynamodb import stored_response_from_item, stored_response_item
 
-        item = {
-            "pk": {"S": pk},
-            "request_hash": {"S": response.request_hash},
-            "status": {"N": str(response.status)},
-            "response": {"S": json.dumps(response.body, separators=(",", ":"))},
-            "expires_at": {"N": str(expires_at)},
-        }
+        item = stored_response_item(pk, response, expires_at=expires_at)
         try:
             self.client.put_item(
                 TableName=self.table,

@@ -343,9 +343,14 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
     return Response(status_code=status, content_type="application/json", body=body, headers=headers or {})
 
 
-def write_response(result: WriteResult) -> Response[dict]:
+def write_response(result: WriteResult, status: int) -> Response[dict]:
+    """A write's answer with the status its route answers with, first time and on every replay.
+
+    Only successful answers are stored, and each route succeeds with one status, so a replay's
+    status is the original's; `Idempotent-Replayed: true` tells it apart.
+    """
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return json_response(result.status, result.body, headers)
+    return json_response(status, result.body, headers)
 
 
 CSV_MEDIA_TYPE = "text/csv"

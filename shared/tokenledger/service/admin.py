@@ -195,7 +195,7 @@ class AdminOperations:
                 if due <= 0:
                     stored = self.ledger.repo.get_idempotency(scope.pk)
                     if stored is not None:  # this very reversal, asked again with its key
-                        return WriteResult(status=stored.status, body=scope.check_replay(stored).body, replayed=True)
+                        return WriteResult(body=scope.check_replay(stored).body, replayed=True)
                     if self.ledger.repo.get_guard(guard_pk) is not None:
                         break
                     raise AlreadyClawedBack(

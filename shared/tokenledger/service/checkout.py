@@ -155,7 +155,7 @@ class CheckoutSessions:
         stored = self.records.get(scope.pk)
         if stored is not None:
             replay = scope.check_replay(stored)
-            return WriteResult(status=replay.status, body=replay.body, replayed=True)
+            return WriteResult(body=replay.body, replayed=True)
         package = self.catalog().find(package_id)
         if package is None:
             raise UnknownPackage(f"no package {package_id!r} in the catalog; GET /v1/packages lists them")
@@ -175,13 +175,13 @@ class CheckoutSessions:
             "price": package.price.model_dump(),
             "expires_at": rfc3339(session.expires_at),
         }
-        response = StoredResponse(request_hash=scope.request_hash, status=201, body=body)
+        response = StoredResponse(request_hash=scope.request_hash, body=body)
         expires_at = int(self.clock()) + IDEMPOTENCY_TTL_S
         earlier = self.records.put_if_absent(scope.pk, response, expires_at=expires_at)
         if earlier is not None:  # a racing request with this key stored first: answer as it did
             replay = scope.check_replay(earlier)
-            return WriteResult(status=replay.status, body=replay.body, replayed=True)
-        return WriteResult(status=201, body=body)
+            return WriteResult(body=replay.body, replayed=True)
+        return WriteResult(body=body)
 
     def _redirect(self, given: str | None, default: str, field: str) -> str:
         return check_redirect(default if given is None else given, self.settings.allowed_origins, field=field)

@@ -49,7 +49,11 @@ ADMIN_ENTRY_TYPES = frozenset({EntryType.GRANT, EntryType.PAYOUT, EntryType.REFU
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    status: int
+    """What a write answered: its body, and whether it is the stored answer of an earlier request.
+
+    A domain result: the HTTP layer picks the status each route answers with (`http.api.write_response`).
+    """
+
     body: dict[str, Any]
     replayed: bool = False
 
@@ -261,7 +265,6 @@ class Ledger:
         expected_versions: Mapping[str, int] | None = None,
         guards: Guards = (),
         idempotency_ttl_s: int | None = IDEMPOTENCY_TTL_S,
-        status: int = 201,
         accounts_read: Mapping[str, Account] | None = None,
     ) -> WriteResult:
         """The one write path: plan entries from fresh account states, commit them atomically.
@@ -306,16 +309,14 @@ class Ledger:
                     continue
                 return self._replay_or_raise(scope, refused)
             afters = {w.after.user_id: w.after for w in writes}
-            response = StoredResponse(
-                request_hash=scope.request_hash if scope else "", status=status, body=body(entries, afters)
-            )
+            response = StoredResponse(request_hash=scope.request_hash if scope else "", body=body(entries, afters))
             claim = None
             if scope is not None:
                 expires_at = None if idempotency_ttl_s is None else int(self._epoch_s()) + idempotency_ttl_s
                 claim = IdempotencyClaim(pk=scope.pk, response=response, expires_at=expires_at)
             guard_items = guards(entries) if callable(guards) else guards
             if not writes and claim is None and not guard_items:
-                return WriteResult(status=status, body=response.body)  # nothing to write (an account already open)
+                return WriteResult(body=response.body)  # nothing to write (an account already open)
             try:
                 self.repo.commit(writes, idempotency=claim, guards=guard_items)
             except TransactionRefused as refused:
@@ -333,7 +334,7 @@ class Ledger:
                 continue
             for after in afters.values():
                 self.versions.remember(after)
-            return WriteResult(status=status, body=response.body)
+            return WriteResult(body=response.body)
         raise ContentionExhausted(
             f"the account changed during each of {self._write_attempts_max} attempts; "
             "retry with the same Idempotency-Key"
@@ -386,7 +387,7 @@ class Ledger:
 
     def _replay(self, scope: IdempotencyScope, stored: StoredResponse) -> WriteResult:
         stored = scope.check_replay(stored)
-        return WriteResult(status=stored.status, body=stored.body, replayed=True)
+        return WriteResult(body=stored.body, replayed=True)
 
     def _backoff(self, attempt: int) -> None:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)] milliseconds."""

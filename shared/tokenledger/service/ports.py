@@ -29,10 +29,13 @@ NewId = Callable[[], str]  # a new unique id, sortable by creation time (a ULID)
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
-    """What an idempotency record remembers: the request's hash and the answer given."""
+    """What an idempotency record remembers: the request's hash and the answer given.
+
+    Records written before the HTTP layer picked statuses also hold the status they answered
+    with: always the one their route answers with, so it is not read.
+    """
 
     request_hash: str
-    status: int
     body: dict[str, Any]
 
 

@@ -83,13 +83,6 @@ class SettlementRequest:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class SettleAnswer:
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
-
-
 def check_plan(request: SettlementRequest) -> None:
     """The whole plan, before anything is written: 422 naming the first bad payout."""
     if request.outcome not in (OUTCOME_RESOLVED, OUTCOME_CANCELLED):
@@ -171,7 +164,7 @@ class Predictions:
     # ------------------------------------------------------------------ settle
     def settle(
         self, prediction_id: str, request: SettlementRequest, *, actor: str, scope: IdempotencyScope
-    ) -> SettleAnswer:
+    ) -> WriteResult:
         check_plan(request)
         plan_hash = request_hash({"prediction_id": prediction_id, **request.canonical()})
         existing = self.store.settlement(prediction_id)
@@ -235,17 +228,17 @@ class Predictions:
                 raise InvariantViolation(f"settlement refused by {refused.names}") from None
             return self._existing(existing, plan_hash, scope)
         self._kick(prediction_id, created.body.get("settlement_id") if created.replayed else settlement_id)
-        return SettleAnswer(created.status, created.body, replayed=created.replayed)
+        return created
 
     def _record_answer(
         self, scope: IdempotencyScope, body: dict[str, Any], *, guards: Sequence[Guard] = ()
     ) -> WriteResult:
         """Store this key's answer (with `guards`) through the one write path; a replay if it is stored already."""
         return self.admin.ledger.write(
-            lambda _accounts: {}, users=[], scope=scope, body=lambda _entries, _after: body, guards=guards, status=202
+            lambda _accounts: {}, users=[], scope=scope, body=lambda _entries, _after: body, guards=guards
         )
 
-    def _existing(self, existing: dict[str, Any], plan_hash: str, scope: IdempotencyScope) -> SettleAnswer:
+    def _existing(self, existing: dict[str, Any], plan_hash: str, scope: IdempotencyScope) -> WriteResult:
         """A second request for a settled prediction: the same plan is answered, another refused."""
         stored = self.admin.ledger.repo.get_idempotency(scope.pk)
         if stored is not None:
@@ -254,7 +247,7 @@ class Predictions:
                     "this Idempotency-Key was already used with a different request on this route"
                 )
             self._kick(existing["prediction_id"], existing["settlement_id"])
-            return SettleAnswer(stored.status, stored.body, replayed=True)
+            return WriteResult(body=stored.body, replayed=True)
         if existing.get("plan_hash") != plan_hash:
             raise AlreadySettled(
                 f"prediction {existing['prediction_id']} already has settlement {existing['settlement_id']} "
@@ -265,7 +258,7 @@ class Predictions:
         # own retries replay it (same body, `Idempotent-Replayed`) instead of the progress of the day.
         answer = self._record_answer(scope, settlement_view(existing))
         self._kick(existing["prediction_id"], existing["settlement_id"])
-        return SettleAnswer(answer.status, answer.body, replayed=answer.replayed)
+        return answer
 
     def _kick(self, prediction_id: str, settlement_id: Any) -> None:
         """(Re)send the work message; harmless when the work is done or under way (the worker is idempotent)."""

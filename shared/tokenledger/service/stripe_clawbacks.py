@@ -137,7 +137,6 @@ class StripeClawbacks:
                     body=single_entry_body(user),
                     guards=self.events.entry_guards(clawed, content, also=[step]),
                     idempotency_ttl_s=None,
-                    status=200,
                 )
             except GuardFailed as failed:
                 if STRIPE_EVENT_GUARD in failed.names:  # the same event, delivered concurrently, recorded first

@@ -144,7 +144,6 @@ class StripeCredits:
                 body=single_entry_body(user),
                 guards=self._events.entry_guards(credited, content),
                 idempotency_ttl_s=None,  # payment keys are kept forever
-                status=200,
                 accounts_read={user: account or Account(user_id=user)},
             )
         except IdempotencyKeyReused:
