@@ -95,3 +95,16 @@ def test_the_reconciliation_adapter_imports_ports_not_use_cases() -> None:
     scan = ROOT / "shared" / "tokenledger" / "adapters" / "scan.py"
     service = sorted(name for name in _imports(scan) if name.startswith("tokenledger.service"))
     assert service == ["tokenledger.service.reconcile.ports"]
+
+
+def test_service_layer_imports_no_adapter() -> None:
+    """Use cases get their clock, ids and stores as parameters (bootstrap wires the adapters in)."""
+    service = _modules("shared/tokenledger/service")
+    assert _offenders(service, ("tokenledger.adapters",)) == []
+
+
+def test_functions_import_no_adapter() -> None:
+    """A handler gets its objects from the composition root (tokenledger.bootstrap), never an adapter itself."""
+    functions = _modules("functions")
+    assert len(functions) >= 10, "the scan found too few handlers: the paths are wrong"
+    assert _offenders(functions, ("tokenledger.adapters",)) == []
