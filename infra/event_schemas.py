@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from infra.template import REPO_ROOT
-from tokenledger.service.events import DETAIL_TYPES, EVENT_SOURCE
+from tokenledger.service.events import DETAIL_TYPES
+from tokenledger.service.ports import EVENT_SOURCE
 
 SCHEMAS_DIR = REPO_ROOT / "docs" / "events"
 DRAFT_4 = "http://json-schema.org/draft-04/schema#"

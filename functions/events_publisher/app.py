@@ -24,7 +24,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokenledger import bootstrap
 from tokenledger.observability import make_tracer
-from tokenledger.service.events import OutboundEvent, PublishFailed, entry_events, settlement_completed_events
+from tokenledger.service.events import entry_events, settlement_completed_events
+from tokenledger.service.ports import OutboundEvent, PublishFailed
 
 logger = Logger()
 tracer = make_tracer()

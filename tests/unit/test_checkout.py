@@ -18,12 +18,10 @@ from tokenledger.domain.redirects import InvalidOrigin, check_redirect, origin_o
 from tokenledger.service.checkout import (
     CheckoutSessions,
     CheckoutSettings,
-    CreatedSession,
-    SessionRequest,
     stripe_idempotency_key,
 )
 from tokenledger.service.idempotency import IdempotencyScope
-from tokenledger.service.ports import StoredResponse
+from tokenledger.service.ports import CreatedSession, SessionRequest, StoredResponse
 
 ALLOWED = parse_allowed_origins("https://app.example.com, http://localhost:3000")
 

@@ -11,10 +11,9 @@ from tokenledger.service.events import (
     DETAIL_BALANCE_LOW,
     DETAIL_CHARGEBACK_UNRECOVERED,
     DETAIL_ENTRY_CREATED,
-    OutboundEvent,
-    PublishFailed,
     entry_events,
 )
+from tokenledger.service.ports import OutboundEvent, PublishFailed
 
 
 def entry(amount: int, balance_after: int, **extra: Any) -> dict[str, Any]:

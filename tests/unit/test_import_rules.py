@@ -59,6 +59,28 @@ def test_service_layer_imports_no_http_layer() -> None:
     assert _offenders(service, ("tokenledger.http",)) == []
 
 
+def test_adapters_import_ports_not_use_cases() -> None:
+    """An adapter implements a port: from the service layer it may import the ports, nothing else.
+
+    `service.prediction_keys` is the predictions table's key layout (no use case in it), shared
+    by the use cases that build guards on those keys and the adapter that stores them.
+    """
+    adapters = _modules("shared/tokenledger/adapters")
+    assert adapters
+    allowed = (
+        "tokenledger.service.ports",
+        "tokenledger.service.reconcile.ports",
+        "tokenledger.service.prediction_keys",
+    )
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in adapters
+        for name in sorted(_imports(path))
+        if name.startswith("tokenledger.service") and name not in allowed
+    ]
+    assert offenders == []
+
+
 def test_the_http_layer_picks_every_error_status() -> None:
     """Use cases raise coded errors; only `http` knows which status answers each code."""
     import importlib

@@ -20,7 +20,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tokenledger.service.events import EVENT_SOURCE, OutboundEvent, PublishFailed
+from tokenledger.service.ports import EVENT_SOURCE, OutboundEvent, PublishFailed
 
 PUT_ENTRIES_MAX = 10  # PutEvents takes at most 10 entries per call
 PUT_ATTEMPTS_MAX = 5

@@ -17,8 +17,7 @@ from botocore.exceptions import ClientError
 
 from tokenledger.adapters.stripe_signature import SecretReader
 from tokenledger.domain.errors import IdempotencyKeyReused, PaymentProviderUnavailable
-from tokenledger.service.checkout import CreatedSession, SessionRequest
-from tokenledger.service.ports import StoredResponse
+from tokenledger.service.ports import CreatedSession, SessionRequest, StoredResponse
 
 STRIPE_CONNECT_TIMEOUT_S = 2
 STRIPE_READ_TIMEOUT_S = 6

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from tokenledger.domain.catalog import Catalog, Package
 from tokenledger.domain.errors import (
@@ -40,7 +40,7 @@ from tokenledger.domain.model import ID_CHARS_MAX
 from tokenledger.domain.redirects import check_redirect, parse_allowed_origins
 from tokenledger.service.idempotency import IDEMPOTENCY_TTL_S, IdempotencyScope
 from tokenledger.service.ledger import WriteResult
-from tokenledger.service.ports import StoredResponse
+from tokenledger.service.ports import CheckoutRecords, CreatedSession, PaymentProvider, SessionRequest, StoredResponse
 
 CHECKOUT_ROUTE = "POST /v1/checkout-sessions"
 STRIPE_KEY_PREFIX = "tokenledger-checkout-"
@@ -66,47 +66,6 @@ class CheckoutSettings:
             except RedirectNotAllowed as error:
                 raise ValueError(f"the default {name} URL {url!r} is not on an allowed origin") from error
         return cls(allowed_origins=origins, success_url=success_url, cancel_url=cancel_url)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRequest:
-    """What Stripe is asked for: the caller buys one package, and where the buyer goes after."""
-
-    user_id: str
-    package: Package
-    success_url: str
-    cancel_url: str
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return {"user_id": self.user_id, "package_id": self.package.package_id}
-
-
-@dataclass(frozen=True, slots=True)
-class CreatedSession:
-    """The parts of Stripe's Checkout Session object that we answer with or check."""
-
-    session_id: str
-    url: str
-    expires_at: int  # epoch seconds
-    amount_subtotal: int | None
-    currency: str | None
-
-
-class PaymentProvider(Protocol):
-    def create_checkout_session(self, request: SessionRequest, *, idempotency_key: str) -> CreatedSession:
-        """One session; raises `PaymentProviderUnavailable` (or `IdempotencyKeyReused`) when Stripe does not make it."""
-        ...
-
-
-class CheckoutRecords(Protocol):
-    def get(self, pk: str) -> StoredResponse | None:
-        """The record under `pk`, strongly consistent, or None."""
-        ...
-
-    def put_if_absent(self, pk: str, response: StoredResponse, *, expires_at: int) -> StoredResponse | None:
-        """Put the record unless one exists; returns the existing one then (None when this put won)."""
-        ...
 
 
 def stripe_idempotency_key(scope: IdempotencyScope) -> str:

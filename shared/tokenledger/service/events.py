@@ -14,13 +14,12 @@ Every event is published to the stack's EventBridge bus with source ``tokenledge
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
+from tokenledger.service.ports import OutboundEvent
 from tokenledger.service.prediction_keys import SETTLEMENT_SK
 
-EVENT_SOURCE = "tokenledger"
 DETAIL_ENTRY_CREATED = "Entry Created"
 DETAIL_BALANCE_LOW = "Balance Low"
 DETAIL_CHARGEBACK_UNRECOVERED = "Chargeback Unrecovered"
@@ -59,27 +58,6 @@ SETTLEMENT_FIELDS = (
     "created_at",
     "completed_at",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundEvent:
-    """One event for the bus. `event_id` is stable across redeliveries (consumers dedupe on it)."""
-
-    detail_type: str
-    detail: dict[str, Any]
-    event_id: str
-    time: str | None = None  # RFC 3339; EventBridge's `time` (default: when it was put)
-    user_id: str | None = None  # per user, events follow `seq`
-    seq: int | None = None
-
-
-class PublishFailed(Exception):
-    """Some events were not accepted by the bus after every attempt (nothing was dropped silently)."""
-
-    def __init__(self, message: str, *, refused: Sequence[OutboundEvent], codes: Sequence[str]) -> None:
-        super().__init__(message)
-        self.refused = list(refused)
-        self.codes = list(codes)
 
 
 def entry_events(entry: Mapping[str, Any], *, low_balance_tokens: int) -> list[OutboundEvent]:

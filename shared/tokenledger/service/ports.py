@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tokenledger.domain.model import Account, Entry
 from tokenledger.domain.stripe_events import EventRecord, StoredEvent
+
+if TYPE_CHECKING:  # the catalog loads pydantic: only the checkout function needs it at run time
+    from tokenledger.domain.catalog import Package
 
 STRIPE_EVENT_GUARD = "stripe_event"  # the name of an event's record put as a guard in its entry's transaction
 
@@ -158,3 +161,70 @@ class StripeStore(Protocol):
     def payment_outcomes(self, payment_id: str) -> set[str]:
         """Outcomes recorded for this payment's events so far."""
         ...
+
+
+# ---------------------------------------------------------------------- checkout: the payment provider
+@dataclass(frozen=True, slots=True)
+class SessionRequest:
+    """What Stripe is asked for: the caller buys one package, and where the buyer goes after."""
+
+    user_id: str
+    package: Package
+    success_url: str
+    cancel_url: str
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {"user_id": self.user_id, "package_id": self.package.package_id}
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSession:
+    """The parts of Stripe's Checkout Session object that we answer with or check."""
+
+    session_id: str
+    url: str
+    expires_at: int  # epoch seconds
+    amount_subtotal: int | None
+    currency: str | None
+
+
+class PaymentProvider(Protocol):
+    def create_checkout_session(self, request: SessionRequest, *, idempotency_key: str) -> CreatedSession:
+        """One session; raises `PaymentProviderUnavailable` (or `IdempotencyKeyReused`) when Stripe does not make it."""
+        ...
+
+
+class CheckoutRecords(Protocol):
+    def get(self, pk: str) -> StoredResponse | None:
+        """The record under `pk`, strongly consistent, or None."""
+        ...
+
+    def put_if_absent(self, pk: str, response: StoredResponse, *, expires_at: int) -> StoredResponse | None:
+        """Put the record unless one exists; returns the existing one then (None when this put won)."""
+        ...
+
+
+# ---------------------------------------------------------------------- outbound events: the bus
+EVENT_SOURCE = "tokenledger"  # the `source` of every event the ledger publishes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundEvent:
+    """One event for the bus. `event_id` is stable across redeliveries (consumers dedupe on it)."""
+
+    detail_type: str
+    detail: dict[str, Any]
+    event_id: str
+    time: str | None = None  # RFC 3339; EventBridge's `time` (default: when it was put)
+    user_id: str | None = None  # per user, events follow `seq`
+    seq: int | None = None
+
+
+class PublishFailed(Exception):
+    """Some events were not accepted by the bus after every attempt (nothing was dropped silently)."""
+
+    def __init__(self, message: str, *, refused: Sequence[OutboundEvent], codes: Sequence[str]) -> None:
+        super().__init__(message)
+        self.refused = list(refused)
+        self.codes = list(codes)
