@@ -19,7 +19,6 @@ instead and ``/stripe`` is not involved; ``stripe listen`` forwards its events (
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 from collections.abc import Callable
@@ -32,7 +31,6 @@ from infra.fake_stripe import FakePrice, FakeStripe
 STRIPE_PREFIX = "/stripe"
 CHECKOUT_PREFIX = "/checkout"
 PATH_PREFIXES = (STRIPE_PREFIX + "/", CHECKOUT_PREFIX + "/")
-WEBHOOK_PATH = "/v1/webhooks/stripe"
 API_KEY_ENV_VAR = "STRIPE_API_KEY"  # the Stripe CLI reads the same variable
 _SESSION_PAGE = re.compile(r"^/checkout/(cs_[A-Za-z0-9_]{1,200})(/pay|/cancel)?$")
 _SESSION_ID_IN_URL = "{CHECKOUT_SESSION_ID}"
@@ -213,14 +211,10 @@ class LocalCheckout:
     # ------------------------------------------------------------ Stripe's side
     def deliver(self, event: dict[str, Any]) -> Any:
         """Sign `event` as Stripe does and POST it to the webhook route (the real handler)."""
-        from infra.cli.stripe_events import stripe_signature
+        from infra.stripe_events import WEBHOOK_PATH, signed_delivery
 
-        payload = json.dumps(event, separators=(",", ":")).encode()
-        headers = {
-            "content-type": "application/json",
-            "stripe-signature": stripe_signature(payload, self.signing_secret),
-        }
-        return self.api.request("POST", WEBHOOK_PATH, headers=headers, body=payload.decode())
+        payload, headers = signed_delivery(event, self.signing_secret)
+        return self.api.request("POST", WEBHOOK_PATH, headers=headers, body=payload)
 
     @staticmethod
     def _redirect(url: str, session_id: str) -> str:

@@ -29,7 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
-STRIPE_API_VERSION = "2024-06-20"
+from infra.stripe_events import stripe_event
+
 SESSION_TTL_S = 24 * 3600  # Stripe's default expiry of a Checkout Session
 SESSIONS_MAX = 10_000  # a local stack runs for hours, not forever; oldest forgotten first
 FORM_BYTES_MAX = 64 * 1024
@@ -263,17 +264,7 @@ class FakeStripe:
             tag = secrets.token_hex(12)
             session.update(status="complete", payment_status="paid", payment_intent=f"pi_{tag}", _charge=f"ch_{tag}")
             self.payments[session["payment_intent"]] = session_id
-            return {
-                "id": f"evt_{secrets.token_hex(12)}",
-                "object": "event",
-                "api_version": STRIPE_API_VERSION,
-                "created": now,
-                "livemode": False,
-                "pending_webhooks": 1,
-                "request": {"id": None, "idempotency_key": None},
-                "type": "checkout.session.completed",
-                "data": {"object": self._public(session)},
-            }
+            return stripe_event("checkout.session.completed", self._public(session), created=now)
 
     def expire(self, session_id: str) -> None:
         with self._lock:

@@ -17,8 +17,8 @@ Exit codes: 0 done, 1 the API (or AWS) refused, 2 usage or connection error, 3 a
 inconsistent account. Every error is one line on stderr (a problem JSON under ``--json``).
 
 Layout: ``core`` (global options, the registry, the error path), ``client`` (HTTP),
-``errors``, ``output``, ``stripe_events``, and ``commands/`` with one module per command
-group; its docstring says how to add a command.
+``errors``, ``output``, and ``commands/`` with one module per command group; its docstring
+says how to add a command. Stripe events are built and signed by ``infra.stripe_events``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from infra.cli.errors import (
     UsageError,
 )
 from infra.cli.output import Progress, emit_json, table
-from infra.cli.stripe_events import checkout_completed_event, local_catalog, stripe_signature
+from infra.stripe_events import checkout_completed_event, local_catalog, stripe_signature
 
 __all__ = [
     "DEFAULT_URL",

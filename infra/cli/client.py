@@ -22,7 +22,6 @@ HTTP_TIMEOUT_S = 30
 ATTEMPTS_MAX = 3
 RETRY_DELAY_S = 0.5
 HISTORY_PAGE_MAX = 100
-STRIPE_WEBHOOK_PATH = "/v1/webhooks/stripe"
 
 
 @dataclass
@@ -195,13 +194,7 @@ class ApiClient:
         return body
 
     def post_stripe_event(self, event: dict[str, Any], secret: str) -> Reply:
-        from infra.cli.stripe_events import stripe_signature
+        from infra.stripe_events import WEBHOOK_PATH, signed_delivery
 
-        payload = json.dumps(event, separators=(",", ":")).encode()
-        return self.request(
-            "POST",
-            STRIPE_WEBHOOK_PATH,
-            raw=payload,
-            headers={"content-type": "application/json", "stripe-signature": stripe_signature(payload, secret)},
-            authenticate=False,
-        )
+        payload, headers = signed_delivery(event, secret)
+        return self.request("POST", WEBHOOK_PATH, raw=payload.encode(), headers=headers, authenticate=False)

@@ -18,7 +18,7 @@ import pytest
 from infra import cli, devauth
 from infra.cli.client import ApiClient
 from infra.cli.commands import events as events_command
-from infra.cli.stripe_events import checkout_completed_event, local_catalog
+from infra.stripe_events import checkout_completed_event, local_catalog
 from tests.integration.local_stack import RunningStack, http, local_stack
 
 LATENCY_S_MAX = 1.0

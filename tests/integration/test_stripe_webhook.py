@@ -4,8 +4,6 @@ handler on moto with tables and the secret from template.yaml, the ledger invari
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import json
 import os
 import threading
@@ -22,6 +20,7 @@ from botocore.exceptions import ReadTimeoutError
 from infra.api import ApiResponse, LocalApi
 from infra.events import http_event
 from infra.lambdas import Environment
+from infra.stripe_events import stripe_signature
 from infra.template import LOCAL_REGION
 from tests.conftest import STACK, Client
 from tests.invariants import assert_account_consistent, chain_of
@@ -34,13 +33,6 @@ TABLES = {k: v["TableName"] for k, v in STACK.table_definitions().items()}
 
 
 # ---------------------------------------------------------------- Stripe's side
-def stripe_signature(payload: str, secret: str, timestamp: int | None = None) -> str:
-    """`Stripe-Signature` as Stripe builds it: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<payload>">."""
-    t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
-
-
 def test_the_signature_helper_signs_what_the_stripe_package_accepts() -> None:
     header = stripe_signature('{"id": "evt_1"}', "whsec_abc")
     assert stripe.WebhookSignature.verify_header('{"id": "evt_1"}', header, "whsec_abc", tolerance=300)
@@ -127,7 +119,7 @@ class StripeSender:
         payload = body if body is not None else json.dumps(event, indent=2)
         headers = {"content-type": "application/json; charset=utf-8", "user-agent": "Stripe/1.0"}
         if signature == "sign":
-            headers["stripe-signature"] = stripe_signature(payload, secret or self.secret, timestamp)
+            headers["stripe-signature"] = stripe_signature(payload, secret or self.secret, timestamp=timestamp)
         elif signature is not None:
             headers["stripe-signature"] = signature
         return self.api.request("POST", ROUTE, headers=headers, body=payload)
@@ -372,7 +364,7 @@ def _tampered(stripe_api: StripeSender, event: dict[str, Any]) -> ApiResponse:
 def _signed_twice(stripe_api: StripeSender, event: dict[str, Any]) -> ApiResponse:
     payload = json.dumps(event)
     t = int(time.time())
-    header = f"t={t},v0={stripe_signature(payload, stripe_api.secret, t).split('v1=')[1]}"
+    header = f"t={t},v0={stripe_signature(payload, stripe_api.secret, timestamp=t).split('v1=')[1]}"
     return stripe_api.send(body=payload, signature=header)
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from infra import stripe_events
 from tests.fakes import FakeRepository
 from tokenledger.domain.model import AMOUNT_MAX, Account, Entry, EntryDraft, EntryType
 from tokenledger.domain.stripe_events import EventRecord, StoredEvent, record_attributes, stored_event_from
@@ -91,17 +92,17 @@ def session_event(event_id: str, *, user: str = "u1", package: str = "standard",
     }
     event_type = fields.pop("type", "checkout.session.completed")
     session.update(fields)
-    return {"id": event_id, "type": event_type, "created": 1, "livemode": False, "data": {"object": session}}
+    return stripe_events.stripe_event(event_type, session, event_id=event_id, created=1)
 
 
 def refund_event(event_id: str, refunded: int) -> dict[str, Any]:
     charge = {"id": "ch_1", "payment_intent": "pi_1", "amount": PRICE, "amount_refunded": refunded, "currency": "usd"}
-    return {"id": event_id, "type": "charge.refunded", "data": {"object": charge}}
+    return stripe_events.stripe_event("charge.refunded", charge, event_id=event_id)
 
 
 def dispute_event(event_id: str, dispute_id: str = "dp_1") -> dict[str, Any]:
     dispute = {"id": dispute_id, "charge": "ch_1", "payment_intent": "pi_1", "amount": PRICE, "currency": "usd"}
-    return {"id": event_id, "type": "charge.dispute.created", "data": {"object": dispute}}
+    return stripe_events.stripe_event("charge.dispute.created", dispute, event_id=event_id)
 
 
 def clawed(repo: FakeRepository, user: str = "u1") -> list[Entry]:

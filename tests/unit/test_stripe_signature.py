@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -12,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from infra.stripe_events import stripe_signature
 from tokenledger.adapters.stripe_signature import (
     PAYLOAD_BYTES_MAX,
     SIGNATURE_TOLERANCE_S,
@@ -27,9 +26,8 @@ EVENT = json.dumps({"id": "evt_1", "type": "checkout.session.completed", "data":
 
 
 def sign(payload: str, secret: str = SECRET, timestamp: int | None = None, scheme: str = "v1") -> str:
-    """As Stripe does: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<payload>">."""
-    t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},{scheme}={hmac.new(secret.encode(), f'{t}.{payload}'.encode(), hashlib.sha256).hexdigest()}"
+    """As Stripe does (infra.stripe_events), with this module's secret unless told."""
+    return stripe_signature(payload, secret, timestamp=timestamp, scheme=scheme)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from infra import devauth
 from infra.cli.core import Commands, text_value, user_id
 from infra.cli.errors import EXIT_OK, ApiRefused, UsageError
 from infra.cli.output import emit_json
-from infra.cli.stripe_events import checkout_completed_event, local_catalog
+from infra.stripe_events import checkout_completed_event, local_catalog
 
 STRIPE_SECRET_ENV_VAR = "STRIPE_WEBHOOK_SECRET"
 

@@ -28,7 +28,7 @@ from infra.cli.commands.stripe import add_signing_secret, signing_secret
 from infra.cli.core import Commands, acting_user, add_user_argument, whole_number
 from infra.cli.errors import EXIT_OK, ApiRefused, UsageError
 from infra.cli.output import emit_json
-from infra.cli.stripe_events import charge_refunded_event, dispute_created_event
+from infra.stripe_events import charge_refunded_event, dispute_created_event
 
 EVENT_FILE_BYTES_MAX = 512 * 1024  # what the webhook accepts
 AMOUNT_MAX = 99_999_999  # Stripe's limit on one charge, in minor units
