@@ -6,17 +6,16 @@ figures are every DynamoDB call the handler made while serving that one request.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from bench import baseline_powertools
 from bench.counting import Tally
-from bench.harness import STACK, WEBHOOK_SECRET, Reply, World, idem_key, new_id
+from bench.harness import STACK, WEBHOOK_SECRET, World, idem_key, new_id
+from infra.api import ApiResponse
 from infra.lambdas import FakeContext
+from infra.stripe_events import WEBHOOK_PATH, checkout_completed_event, local_catalog, signed_delivery
 from tokenledger.adapters.dynamodb import CLIENT_CONFIG
 
 BATCH_SIZE = 10
@@ -62,12 +61,12 @@ class Measured:
         self.results: dict[str, dict[str, Any]] = {}
         self.pending: dict[str, str] = {}
 
-    def add(self, name: str, tally: Tally, reply: Reply | None, expected: int | None, note: str = "") -> None:
+    def add(self, name: str, tally: Tally, reply: ApiResponse | None, expected: int | None, note: str = "") -> None:
         summary = tally.summary()
         if reply is not None:
             summary["status"] = reply.status
             if expected is not None and reply.status != expected:
-                summary["unexpected"] = f"expected {expected}, got {reply.status}: {str(reply.json)[:200]}"
+                summary["unexpected"] = f"expected {expected}, got {reply.status}: {str(reply.body)[:200]}"
         if note:
             summary["note"] = note
         self.results[name] = summary
@@ -80,7 +79,7 @@ def measure_ours(world: World) -> Measured:
     admin = new_id("admin")
     admin_env = world.environment_for("POST", "/v1/admin/accounts/x/entries")
 
-    def grant(user_id: str, amount: int) -> Reply:
+    def grant(user_id: str, amount: int) -> ApiResponse:
         return world.call(
             admin_env,
             "POST",
@@ -155,35 +154,13 @@ def _version(world: World, reads: Any, user: str) -> int:
 
 
 def _stripe(world: World, out: Measured) -> None:
-    path = "/v1/webhooks/stripe"
+    path = WEBHOOK_PATH
     if not world.has_route("POST", path):
         out.pending["stripe_purchase"] = "no POST /v1/webhooks/stripe in template.yaml yet"
         return
     env = world.environment_for("POST", path)
-    user = new_id("u")
-    payload = json.dumps(
-        {
-            "id": "evt_" + new_id("bench").replace("-", ""),
-            "object": "event",
-            "type": "checkout.session.completed",
-            "created": int(time.time()),
-            "data": {
-                "object": {
-                    "id": "cs_" + new_id("bench").replace("-", ""),
-                    "object": "checkout.session",
-                    "payment_status": "paid",
-                    "payment_intent": "pi_" + new_id("bench").replace("-", ""),
-                    "amount_subtotal": 499,
-                    "amount_total": 499,
-                    "currency": "usd",
-                    "metadata": {"user_id": user, "package_id": "starter"},
-                }
-            },
-        }
-    )
-    stamp = int(time.time())
-    signature = hmac.new(WEBHOOK_SECRET.encode(), f"{stamp}.{payload}".encode(), hashlib.sha256).hexdigest()
-    headers = {"stripe-signature": f"t={stamp},v1={signature}"}
+    starter = next(package for package in local_catalog() if package["package_id"] == "starter")
+    payload, headers = signed_delivery(checkout_completed_event(new_id("u"), starter), WEBHOOK_SECRET)
     with world.recorder.record() as tally:
         reply = world.call(env, "POST", path, raw_body=payload, headers=headers)
     out.add("stripe_purchase", tally, reply, 200, "checkout.session.completed, first delivery (secret cached after)")
@@ -262,7 +239,7 @@ def measure_baseline(world: World) -> Measured:
     context = FakeContext("BaselinePowertools", 10)
     user = new_id("u")
 
-    def invoke(body: dict[str, Any], key: str, sub: str = user) -> Reply:
+    def invoke(body: dict[str, Any], key: str, sub: str = user) -> ApiResponse:
         event = {
             "version": "2.0",
             "headers": {"idempotency-key": key, "content-type": "application/json"},
@@ -270,7 +247,7 @@ def measure_baseline(world: World) -> Measured:
             "body": json.dumps(body),
         }
         raw = handler(event, context)
-        return Reply(raw["statusCode"], raw.get("headers", {}), json.loads(raw["body"]))
+        return ApiResponse(raw["statusCode"], raw.get("headers", {}), raw["body"], json.loads(raw["body"]))
 
     invoke({"operations": [{"type": "grant", "amount": SEED_TOKENS}]}, idem_key())
 

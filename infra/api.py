@@ -8,8 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.events import http_event
-from infra.lambdas import EnvironmentPool
+from infra.lambdas import Environment, EnvironmentPool
 from infra.template import Route, Stack
+
+
+def caller_claims(sub: str | None, groups: list[str] | None = None) -> dict[str, Any] | None:
+    """The JWT claims API Gateway passes for a caller (None: anonymous); groups as `"[a b]"`, as it does."""
+    if sub is None:
+        return None
+    claims: dict[str, Any] = {"sub": sub}
+    if groups is not None:
+        claims["cognito:groups"] = "[" + " ".join(groups) + "]"
+    return claims
 
 
 @dataclass
@@ -44,7 +54,9 @@ class LocalApi:
         headers: dict[str, str] | None = None,
         body: str | bytes | None = None,
         query: dict[str, str] | None = None,
+        environment: Environment | None = None,
     ) -> ApiResponse:
+        """Route the request and invoke the route's handler: in `environment` if given, else from the pool."""
         found = self.match(method, path)
         if found is None:
             problem = {
@@ -65,7 +77,7 @@ class LocalApi:
             body=body,
             claims=claims if route.authorized else None,
         )
-        raw = self.pool.invoke(route.function, event)
+        raw = self.pool.invoke(route.function, event) if environment is None else environment.invoke(event)
         return self._response(raw)
 
     @staticmethod

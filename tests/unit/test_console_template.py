@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from infra import console
+from infra.npm import find_pinned
 from infra.template import load_template
 
 TEMPLATE = load_template()
@@ -84,7 +85,7 @@ def test_https_only_strict_headers_and_cors_for_the_console_origin_only() -> Non
 
 
 def test_the_built_site_carries_the_files_the_chart_library_and_a_cognito_config(tmp_path: Path) -> None:
-    if console.find_installed() is None:
+    if find_pinned(console.UPLOT) is None:
         pytest.skip("uPlot is not in the cache (python -m infra.console fetch)")
     config = console.production_config(
         api_base="https://abc.execute-api.eu-west-1.amazonaws.com/prod/",
