@@ -98,7 +98,9 @@ def charge_id(payment_id: str) -> str:
     return "ch_" + payment_id.removeprefix("pi_")
 
 
-def charge_refunded_event(payment_id: str, *, amount: int, amount_refunded: int) -> dict[str, Any]:
+def charge_refunded_event(
+    payment_id: str, *, amount: int, amount_refunded: int, event_id: str | None = None
+) -> dict[str, Any]:
     """`charge.refunded` for the charge of a payment: `amount_refunded` is cumulative, as Stripe sends it."""
     charge = {
         "id": charge_id(payment_id),
@@ -115,13 +117,15 @@ def charge_refunded_event(payment_id: str, *, amount: int, amount_refunded: int)
         "refunded": amount_refunded == amount,
         "status": "succeeded",
     }
-    return stripe_event("charge.refunded", charge)
+    return stripe_event("charge.refunded", charge, event_id=event_id)
 
 
-def dispute_created_event(payment_id: str, *, amount: int) -> dict[str, Any]:
+def dispute_created_event(
+    payment_id: str, *, amount: int, event_id: str | None = None, dispute_id: str | None = None
+) -> dict[str, Any]:
     """`charge.dispute.created` for the charge of a payment (the whole amount disputed)."""
     dispute = {
-        "id": f"dp_{secrets.token_hex(12)}",
+        "id": dispute_id or f"dp_{secrets.token_hex(12)}",
         "object": "dispute",
         "amount": amount,
         "charge": charge_id(payment_id),
@@ -132,7 +136,7 @@ def dispute_created_event(payment_id: str, *, amount: int) -> dict[str, Any]:
         "reason": "fraudulent",
         "status": "needs_response",
     }
-    return stripe_event("charge.dispute.created", dispute)
+    return stripe_event("charge.dispute.created", dispute, event_id=event_id)
 
 
 def local_catalog() -> list[dict[str, Any]]:

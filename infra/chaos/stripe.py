@@ -1,61 +1,46 @@
-"""Stripe as the chaos run plays it: test events, their signature, and the webhook operations.
+"""Stripe as the chaos run plays it: the webhook operations, with events built and signed by infra.stripe_events.
 
-`stripe_event` is the one builder of a Stripe event in the package and `signature` the one
-signer (each delivery is signed afresh, as Stripe does). The makers build purchases
+Each delivery is signed afresh (`signature`), as Stripe does. The makers build purchases
 (`checkout.session.completed` / `async_payment_succeeded`), redeliveries, refunds and disputes
 of recent purchases; `infra.chaos.operations.OPERATIONS` binds them to their kinds.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import time
+import functools
 from typing import TYPE_CHECKING, Any
 
 from infra.chaos.model import Op, Request
+from infra.stripe_events import (
+    WEBHOOK_PATH,
+    charge_refunded_event,
+    checkout_session,
+    dispute_created_event,
+    event_payload,
+    local_catalog,
+    stripe_event,
+    stripe_signature,
+)
 
 if TYPE_CHECKING:
     from infra.chaos.operations import Chooser
 
-WEBHOOK_PATH = "/v1/webhooks/stripe"
-
-
-def stripe_event(event_id: str, kind: str, obj: dict[str, Any], *, created: int | None = None) -> dict[str, Any]:
-    """A Stripe event; one id always has one content (Stripe never resends an id changed)."""
-    return {
-        "id": event_id,
-        "object": "event",
-        "api_version": "2024-06-20",
-        "created": int(time.time()) if created is None else created,
-        "livemode": False,
-        "type": kind,
-        "data": {"object": obj},
-    }
+CHARGE_AMOUNT = 999  # what refunds and disputes say was charged
 
 
 def signature(payload: str, secret: str) -> str:
     """The `Stripe-Signature` header of `payload`, signed now with the webhook secret."""
-    timestamp = int(time.time())
-    signed = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={signed}"
+    return stripe_signature(payload, secret)
 
 
 def webhook_request(event: dict[str, Any]) -> Request:
-    payload = json.dumps(event, separators=(",", ":"))
-    return Request("POST", WEBHOOK_PATH, None, None, None, raw_body=payload, stripe=True)
+    return Request("POST", WEBHOOK_PATH, None, None, None, raw_body=event_payload(event), stripe=True)
 
 
-def _catalog_price(package_id: str) -> dict[str, Any]:
-    """What Stripe reports for a session of the package at its catalog price (the webhook checks it)."""
-    from tokenledger.domain.catalog import load_catalog
-
-    found = load_catalog().find(package_id)
-    if found is None:
-        raise ValueError(f"no package {package_id} in the catalog")
-    amount = found.price.amount
-    return {"amount_subtotal": amount, "amount_total": amount, "currency": found.price.currency}
+@functools.cache
+def _catalog() -> dict[str, dict[str, Any]]:
+    """The catalog's packages by id (a session of one is priced as the catalog says: the webhook checks it)."""
+    return {package["package_id"]: package for package in local_catalog()}
 
 
 def _serial(c: Chooser) -> str:
@@ -80,20 +65,11 @@ def purchase(c: Chooser, number: int) -> Op:
     user = c.user()
     serial = _serial(c)
     package = c.rng.choice(c.workload.packages)
-    payment = f"pi_{serial}"
-    session = {
-        "id": f"cs_{serial}",
-        "object": "checkout.session",
-        "payment_status": "paid",
-        "payment_intent": payment,
-        **_catalog_price(package),
-        "client_reference_id": user,
-        "metadata": {"user_id": user, "package_id": package},
-    }
+    session = checkout_session(user, _catalog()[package], payment_id=serial)
     kind = c.rng.choice(("checkout.session.completed", "checkout.session.async_payment_succeeded"))
-    event = stripe_event(f"evt_{serial}", kind, session)
+    event = stripe_event(kind, session, event_id=f"evt_{serial}")
     op = Op(c.number, number, "stripe_purchase", user, webhook_request(event), None)
-    op.stripe = {"payment": payment, "session": session["id"], "package": package, "event": event}
+    op.stripe = {"payment": session["payment_intent"], "session": session["id"], "package": package, "event": event}
     return op
 
 
@@ -112,7 +88,7 @@ def redelivery(c: Chooser, number: int) -> Op | None:
         )
         # One derived id (ids are [A-Za-z0-9_]) for every redelivery of this origin, with the same
         # content: a copy made a second later would be an id resent changed (409, retried forever).
-        event = stripe_event(f"{event['id']}_2", other, event["data"]["object"], created=event["created"])
+        event = stripe_event(other, event["data"]["object"], event_id=f"{event['id']}_2", created=event["created"])
     return _follow_up(c, number, "stripe_redelivery", (origin, about), event)
 
 
@@ -122,19 +98,10 @@ def refund(c: Chooser, number: int) -> Op | None:
         return None
     origin, about = c.rng.choice(purchases)
     serial = _serial(c)
-    refunded = c.rng.choice((250, 500, 999))
-    charge = {
-        "id": f"ch_{about['payment']}",
-        "object": "charge",
-        "payment_intent": about["payment"],
-        "amount": 999,
-        "amount_captured": 999,
-        "amount_refunded": refunded,
-        "currency": "usd",
-        "refunded": refunded == 999,
-        "metadata": {"user_id": origin.user_id, "package_id": about["package"]},
-    }
-    event = stripe_event(f"evt_{serial}", "charge.refunded", charge)
+    refunded = c.rng.choice((250, 500, CHARGE_AMOUNT))
+    event = charge_refunded_event(
+        about["payment"], amount=CHARGE_AMOUNT, amount_refunded=refunded, event_id=f"evt_{serial}"
+    )
     return _follow_up(c, number, "stripe_refund", (origin, about), event)
 
 
@@ -144,15 +111,7 @@ def dispute(c: Chooser, number: int) -> Op | None:
         return None
     origin, about = c.rng.choice(purchases)
     serial = _serial(c)
-    disputed = {
-        "id": f"dp_{serial}",
-        "object": "dispute",
-        "charge": f"ch_{about['payment']}",
-        "payment_intent": about["payment"],
-        "amount": 999,
-        "currency": "usd",
-        "reason": "fraudulent",
-        "status": "needs_response",
-    }
-    event = stripe_event(f"evt_{serial}", "charge.dispute.created", disputed)
+    event = dispute_created_event(
+        about["payment"], amount=CHARGE_AMOUNT, event_id=f"evt_{serial}", dispute_id=f"dp_{serial}"
+    )
     return _follow_up(c, number, "stripe_dispute", (origin, about), event)
