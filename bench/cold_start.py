@@ -430,11 +430,14 @@ STEPS: list[tuple[str, str, str | None]] = [
     ("Powertools Tracer (X-Ray SDK + patching)", "from aws_lambda_powertools import Tracer\nTracer()", "aws_xray_sdk"),
     ("pydantic", "import pydantic", "pydantic"),
     (
-        "Powertools HTTP resolver + OpenAPI validation",
-        "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\n"
-        "from aws_lambda_powertools.event_handler.openapi import params\n"
-        "APIGatewayHttpResolver(enable_validation=True)",
-        "aws_lambda_powertools.event_handler.openapi",
+        "Powertools HTTP resolver (our validation: tokenledger.http.shapes)",
+        "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\nAPIGatewayHttpResolver()",
+        "aws_lambda_powertools.event_handler.api_gateway",
+    ),
+    (
+        "Powertools OpenAPI validation",
+        "from aws_lambda_powertools.event_handler.openapi import params",
+        "aws_lambda_powertools.event_handler.openapi.params",
     ),
     ("stripe SDK", "import stripe", "stripe"),
 ]

@@ -57,6 +57,7 @@ def _resolver_parts(stack: Stack) -> dict[str, dict[str, Any]]:
     """Each HTTP function's own OpenAPI document, by logical id."""
     from infra.lambdas import load_module
     from tokenledger.http.openapi import describe
+    from tokenledger.http.schemas import document_routes
 
     parts = {}
     with _isolated_aws():
@@ -67,6 +68,7 @@ def _resolver_parts(stack: Stack) -> dict[str, dict[str, Any]]:
             app = getattr(module, "app", None)
             if app is None or not hasattr(app, "get_openapi_json_schema"):
                 raise RouteMismatch(f"{logical_id} serves HttpApi routes but {spec.handler_file} has no resolver `app`")
+            document_routes(app)  # the handlers declare light shapes: their pydantic models here
             part = json.loads(app.get_openapi_json_schema(title=TITLE, version=VERSION))
             describe(app, part)  # headers the handlers read, examples, descriptions
             parts[logical_id] = part

@@ -143,4 +143,4 @@ def local_catalog() -> list[dict[str, Any]]:
     """The catalog's packages as plain dicts (what the events above are priced from)."""
     from tokenledger.domain.catalog import load_catalog
 
-    return [p.model_dump() for p in load_catalog().packages]
+    return [p.as_dict() for p in load_catalog().packages]

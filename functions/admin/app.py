@@ -5,31 +5,19 @@ from __future__ import annotations
 import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from tokenledger import bootstrap
 from tokenledger.domain.errors import ValidationFailed
-from tokenledger.domain.model import ID_CHARS_MAX, EntryType
+from tokenledger.domain.model import ID_CHARS_MAX, ID_PATTERN, EntryType
 from tokenledger.http.api import caller, idempotency_scope, json_response, make_resolver, write_response
-from tokenledger.http.schemas import (
-    ID_PATTERN,
-    AdminAmountIn,
-    AdminEntryIn,
-    EntryOut,
-    Identifier,
-    Metadata,
-    Reason,
-    WriteOut,
-    ok_response,
-    problem_responses,
-)
+from tokenledger.http.requests import AdminAmountIn, AdminEntryIn, identifier, metadata, reason
+from tokenledger.http.shapes import Body, Path, Query, Shape, choice, integer, items, ok_response, problem_responses
 from tokenledger.observability import make_tracer
 from tokenledger.service.admin import (
     BALANCES_USERS_MAX,
@@ -54,54 +42,35 @@ USER_IDS_CHARS_MAX = (ID_CHARS_MAX + 1) * BALANCES_USERS_MAX
 
 
 class BatchOperationIn(AdminAmountIn):
-    user_id: Identifier
-    related_id: Identifier | None = None
-    metadata: Metadata = Field(default_factory=dict)
+    user_id: str = identifier()
+    related_id: str | None = identifier(default=None)
+    metadata: dict[str, str] = metadata()
 
 
-class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _batch_size(operations: Any) -> None:
+    # Counted before the operations are validated one by one: an oversized batch is refused cheaply.
+    if isinstance(operations, list):
+        check_batch_size(len(operations))
 
-    operations: list[BatchOperationIn] = Field(
-        min_length=1, description=f"At most {BATCH_OPERATIONS_MAX} operations (422 `batch_too_large` above)."
+
+class BatchIn(Shape):
+    operations: list[BatchOperationIn] = items(
+        BatchOperationIn,
+        min_length=1,
+        before=_batch_size,
+        description=f"At most {BATCH_OPERATIONS_MAX} operations (422 `batch_too_large` above).",
     )
-    reason: Reason
-
-    @field_validator("operations", mode="before")
-    @classmethod
-    def _not_too_many(cls, value: Any) -> Any:
-        # Counted before the operations are validated one by one: an oversized batch is refused cheaply.
-        if isinstance(value, list):
-            check_batch_size(len(value))
-        return value
+    reason: str = reason()
 
 
-class ReversalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Reason
-
-
-class BatchOut(BaseModel):
-    entries: list[EntryOut]
-    balances: dict[str, int]
-
-
-class BalanceRowOut(BaseModel):
-    user_id: str
-    balance: int
-    version: int
-
-
-class BalancesOut(BaseModel):
-    balances: list[BalanceRowOut]
-    total: int
+class ReversalIn(Shape):
+    reason: str = reason()
 
 
 @app.post(
     "/v1/admin/accounts/<user_id>/entries",
     responses={
-        **ok_response(201, WriteOut, "The entry and the new balance"),
+        **ok_response(201, "WriteOut", "The entry and the new balance"),
         **problem_responses(401, 403, 409, 422),
     },
 )
@@ -129,7 +98,7 @@ def create_admin_entry(user_id: UserId, body: Annotated[AdminEntryIn, Body()]) -
 @app.post(
     "/v1/admin/batches",
     responses={
-        **ok_response(201, BatchOut, "Every entry, in operation order, and each user's new balance"),
+        **ok_response(201, "BatchOut", "Every entry, in operation order, and each user's new balance"),
         **problem_responses(401, 403, 409, 422),
     },
 )
@@ -153,7 +122,7 @@ def create_batch(body: Annotated[BatchIn, Body()]) -> Response[dict]:
 @app.post(
     "/v1/admin/entries/<entry_id>/reversal",
     responses={
-        **ok_response(201, WriteOut, "The reversal entry and the new balance"),
+        **ok_response(201, "WriteOut", "The reversal entry and the new balance"),
         **problem_responses(401, 403, 404, 409, 422),
     },
 )
@@ -172,7 +141,7 @@ def reverse_entry(entry_id: EntryId, body: Annotated[ReversalIn, Body()]) -> Res
 @app.get(
     "/v1/admin/balances",
     responses={
-        **ok_response(200, BalancesOut, "Balances in the order asked, and their total"),
+        **ok_response(200, "BalancesOut", "Balances in the order asked, and their total"),
         **problem_responses(401, 403, 422),
     },
 )
@@ -190,64 +159,38 @@ def get_balances(
     return json_response(200, admin_ops.balances(ids))
 
 
-class PayoutIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: Identifier
-    amount: StrictInt = Field(description="Tokens, 1..1,000,000,000.")
+class PayoutIn(Shape):
+    user_id: str = identifier()
+    amount: int = integer(description="Tokens, 1..1,000,000,000.")
 
 
-class SettlementIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _payouts_count(payouts: Any) -> None:
+    # Counted before the payouts are validated one by one: an oversized plan is refused cheaply.
+    if isinstance(payouts, list) and len(payouts) > SETTLEMENT_PAYOUTS_MAX:
+        raise ValidationFailed(
+            f"at most {SETTLEMENT_PAYOUTS_MAX} payouts per settlement, not {len(payouts)}",
+            errors=[{"loc": ["body", "payouts"], "type": "too_long"}],
+        )
 
-    reason: Reason
-    outcome: Literal["resolved", "cancelled"]
-    payouts: list[PayoutIn] | None = Field(
+
+class SettlementIn(Shape):
+    reason: str = reason()
+    outcome: str = choice("resolved", "cancelled")
+    payouts: list[PayoutIn] | None = items(
+        PayoutIn,
+        before=_payouts_count,
         default=None,
         description=f"resolved only: one payout per user, at most {SETTLEMENT_PAYOUTS_MAX}.",
     )
-    house_contribution: StrictInt | None = Field(
-        default=None, ge=0, le=1_000_000_000, description="Tokens the house adds to the pool (resolved only)."
+    house_contribution: int | None = integer(
+        ge=0, le=1_000_000_000, default=None, description="Tokens the house adds to the pool (resolved only)."
     )
-
-    @field_validator("payouts", mode="before")
-    @classmethod
-    def _not_too_many(cls, value: Any) -> Any:
-        # Counted before the payouts are validated one by one: an oversized plan is refused cheaply.
-        if isinstance(value, list) and len(value) > SETTLEMENT_PAYOUTS_MAX:
-            raise ValidationFailed(
-                f"at most {SETTLEMENT_PAYOUTS_MAX} payouts per settlement, not {len(value)}",
-                errors=[{"loc": ["body", "payouts"], "type": "too_long"}],
-            )
-        return value
-
-
-class ClosedOut(BaseModel):
-    prediction_id: str
-    closed: bool
-    closed_at: str
-
-
-class SettlementOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    settlement_id: str
-    prediction_id: str
-    outcome: str
-    status: Literal["pending", "running", "completed", "failed"]
-    taken_in: int
-    house_contribution: int
-    payouts_total: int
-    paid_total: int
-    entries_written: int
-    chunks_total: int
-    chunks_done: int
 
 
 @app.post(
     "/v1/admin/predictions/<prediction_id>/close",
     responses={
-        **ok_response(200, ClosedOut, "Closed (closing again answers the first closed_at)"),
+        **ok_response(200, "ClosedOut", "Closed (closing again answers the first closed_at)"),
         **problem_responses(401, 403, 422),
     },
 )
@@ -259,7 +202,7 @@ def close_prediction(prediction_id: PredictionId) -> Response[dict]:
 @app.post(
     "/v1/admin/predictions/<prediction_id>/settlement",
     responses={
-        **ok_response(202, SettlementOut, "Accepted: the payouts or refunds run in the background"),
+        **ok_response(202, "SettlementOut", "Accepted: the payouts or refunds run in the background"),
         **problem_responses(401, 403, 409, 422),
     },
 )
@@ -283,7 +226,7 @@ def create_settlement(prediction_id: PredictionId, body: Annotated[SettlementIn,
 @app.get(
     "/v1/admin/predictions/<prediction_id>/settlement",
     responses={
-        **ok_response(200, SettlementOut, "The settlement and its progress"),
+        **ok_response(200, "SettlementOut", "The settlement and its progress"),
         **problem_responses(401, 403, 404, 422),
     },
 )

@@ -8,25 +8,15 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
 
 from tokenledger import bootstrap
 from tokenledger.domain.errors import NotFound
+from tokenledger.domain.model import ID_PATTERN
 from tokenledger.http.api import caller, json_response, make_resolver, statement_response
-from tokenledger.http.schemas import (
-    ID_PATTERN,
-    AuditOut,
-    Reason,
-    RepairOut,
-    ReportListOut,
-    ReportOut,
-    StatementOut,
-    ok_response,
-    problem_responses,
-)
+from tokenledger.http.requests import reason
+from tokenledger.http.shapes import Body, Path, Query, Shape, ok_response, problem_responses
 from tokenledger.observability import make_tracer
 from tokenledger.service.reconcile.account import audit_account, repair_account
 from tokenledger.service.reconcile.ports import REPORTS_LIST_MAX
@@ -41,14 +31,13 @@ writer = wiring.writer
 UserId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
-class RepairIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: Reason | None = None
+class RepairIn(Shape):
+    reason: str | None = reason(default=None)
 
 
 @app.get(
     "/v1/admin/accounts/<user_id>/audit",
-    responses={**ok_response(200, AuditOut, "One account's chain checked"), **problem_responses(401, 403, 422)},
+    responses={**ok_response(200, "AuditOut", "One account's chain checked"), **problem_responses(401, 403, 422)},
 )
 def get_account_audit(user_id: UserId) -> Response[dict]:
     return json_response(200, audit_account(wiring.probe, user_id, wiring.payments))
@@ -57,7 +46,7 @@ def get_account_audit(user_id: UserId) -> Response[dict]:
 @app.post(
     "/v1/admin/accounts/<user_id>/repair",
     responses={
-        **ok_response(200, RepairOut, "The account item before and after"),
+        **ok_response(200, "RepairOut", "The account item before and after"),
         **problem_responses(401, 403, 409, 422),
     },
 )
@@ -80,7 +69,7 @@ def post_account_repair(user_id: UserId, body: Annotated[RepairIn, Body()]) -> R
 @app.get(
     "/v1/admin/accounts/<user_id>/statement",
     responses={
-        **ok_response(200, StatementOut, "Any user's entries from..to, oldest first (or CSV with Accept: text/csv)"),
+        **ok_response(200, "StatementOut", "Any user's entries from..to, oldest first (or CSV with Accept: text/csv)"),
         **problem_responses(401, 403, 422),
     },
 )
@@ -95,7 +84,7 @@ def get_account_statement(
 @app.get(
     "/v1/admin/reports/latest",
     responses={
-        **ok_response(200, ReportOut, "The latest reconciliation report"),
+        **ok_response(200, "ReportOut", "The latest reconciliation report"),
         **problem_responses(401, 403, 404, 422),
     },
 )
@@ -112,7 +101,7 @@ REPORTS_LIST_DEFAULT = 20
 @app.get(
     "/v1/admin/reports",
     responses={
-        **ok_response(200, ReportListOut, "Past reconciliation runs, newest first, without their findings"),
+        **ok_response(200, "ReportListOut", "Past reconciliation runs, newest first, without their findings"),
         **problem_responses(401, 403, 422),
     },
 )

@@ -13,13 +13,13 @@ from typing import Annotated
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokenledger import bootstrap
 from tokenledger.http.api import caller, idempotency_scope, make_resolver, write_response
-from tokenledger.http.schemas import CheckoutSessionIn, CheckoutSessionOut, ok_response, problem_responses
+from tokenledger.http.requests import CheckoutSessionIn
+from tokenledger.http.shapes import Body, ok_response, problem_responses
 from tokenledger.observability import make_tracer
 from tokenledger.service.checkout import CHECKOUT_ROUTE
 
@@ -32,7 +32,7 @@ checkout = bootstrap.build_checkout(bootstrap.Settings.from_env())
 @app.post(
     "/v1/checkout-sessions",
     responses={
-        **ok_response(201, CheckoutSessionOut, "The Checkout Session to send the buyer to"),
+        **ok_response(201, "CheckoutSessionOut", "The Checkout Session to send the buyer to"),
         **problem_responses(401, 409, 422, 502),
     },
 )

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -16,15 +15,7 @@ from tokenledger import bootstrap
 from tokenledger.domain.catalog import load_catalog
 from tokenledger.domain.model import AMOUNT_MAX, EntryType
 from tokenledger.http.api import caller, json_response, make_resolver, statement_response
-from tokenledger.http.schemas import (
-    BalanceOut,
-    EntryOut,
-    HistoryOut,
-    PackagesOut,
-    StatementOut,
-    ok_response,
-    problem_responses,
-)
+from tokenledger.http.shapes import Path, Query, ok_response, problem_responses
 from tokenledger.observability import make_tracer
 from tokenledger.service.ledger import HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX
 from tokenledger.service.statements import INSTANT_CHARS_MAX, balance_at, statement
@@ -37,15 +28,15 @@ ledger = bootstrap.build_ledger(bootstrap.Settings.from_env())
 
 @app.get(
     "/v1/packages",
-    responses={**ok_response(200, PackagesOut, "The token package catalog"), **problem_responses(401, 422)},
+    responses={**ok_response(200, "PackagesOut", "The token package catalog"), **problem_responses(401, 422)},
 )
 def list_packages() -> Response[dict]:
     catalog = load_catalog()
-    return json_response(200, {"packages": [p.model_dump() for p in catalog.packages]})
+    return json_response(200, {"packages": [p.as_dict() for p in catalog.packages]})
 
 
 @app.get(
-    "/v1/balance", responses={**ok_response(200, BalanceOut, "The caller's balance"), **problem_responses(401, 422)}
+    "/v1/balance", responses={**ok_response(200, "BalanceOut", "The caller's balance"), **problem_responses(401, 422)}
 )
 def get_balance(
     required: Annotated[int | None, Query(ge=0, le=AMOUNT_MAX)] = None,
@@ -64,7 +55,9 @@ def get_balance(
 @app.get(
     "/v1/statements",
     responses={
-        **ok_response(200, StatementOut, "The caller's entries from..to, oldest first (or CSV with Accept: text/csv)"),
+        **ok_response(
+            200, "StatementOut", "The caller's entries from..to, oldest first (or CSV with Accept: text/csv)"
+        ),
         **problem_responses(401, 422),
     },
 )
@@ -77,7 +70,7 @@ def get_statement(
 
 @app.get(
     "/v1/transactions",
-    responses={**ok_response(200, HistoryOut, "The caller's entries, newest first"), **problem_responses(401, 422)},
+    responses={**ok_response(200, "HistoryOut", "The caller's entries, newest first"), **problem_responses(401, 422)},
 )
 def list_transactions(
     limit: Annotated[int, Query(ge=1, le=HISTORY_LIMIT_MAX)] = HISTORY_LIMIT_DEFAULT,
@@ -90,7 +83,7 @@ def list_transactions(
 
 @app.get(
     "/v1/transactions/<entry_id>",
-    responses={**ok_response(200, EntryOut, "One of the caller's entries"), **problem_responses(401, 404, 422)},
+    responses={**ok_response(200, "EntryOut", "One of the caller's entries"), **problem_responses(401, 404, 422)},
 )
 def get_transaction(entry_id: Annotated[str, Path(max_length=64)]) -> Response[dict]:
     return json_response(200, ledger.entry(caller(app).sub, entry_id))

@@ -20,7 +20,7 @@ from tokenledger import bootstrap
 from tokenledger.domain.errors import InvalidSignature
 from tokenledger.domain.stripe_outcomes import Outcome
 from tokenledger.http.api import header, json_response, make_resolver
-from tokenledger.http.schemas import problem_responses
+from tokenledger.http.shapes import problem_responses
 from tokenledger.observability import make_tracer
 from tokenledger.service.stripe_events import PurchaseNotRecorded, StripeEventConflict, outcome_metrics
 

@@ -8,13 +8,13 @@ from typing import Annotated
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokenledger import bootstrap
 from tokenledger.http.api import caller, idempotency_scope, if_match_version, make_resolver, write_response
-from tokenledger.http.schemas import CommitmentIn, WriteOut, ok_response, problem_responses
+from tokenledger.http.requests import CommitmentIn
+from tokenledger.http.shapes import Body, ok_response, problem_responses
 from tokenledger.observability import make_tracer
 
 logger = Logger()
@@ -28,7 +28,7 @@ COMMITMENTS_ROUTE = "POST /v1/commitments"
 @app.post(
     "/v1/commitments",
     responses={
-        **ok_response(201, WriteOut, "The commitment entry and the new balance"),
+        **ok_response(201, "WriteOut", "The commitment entry and the new balance"),
         **problem_responses(401, 409, 412, 422),
     },
 )

@@ -12,10 +12,9 @@ function uses load exactly as before; the others never load (docs/benchmarks.md 
 buys). A package whose `__init__` does anything but re-export is left to load normally.
 
 2. Build each pydantic model when it first validates or makes a schema, not when its class
-is defined (`defer_build`). `tokenledger.http.schemas` defines every function's request and
-response shapes; a function validates a few request shapes, and the response shapes serve
-only the OpenAPI document (`make openapi`), so most are never built on Lambda. A request
-shape is built on its route's first request, which the benchmark measures beside the import.
+is defined (`defer_build`). No function imports pydantic on its way to serving a valid
+request (`tokenledger.http.shapes`); it is loaded when a request needs Powertools' own
+validation (a refused body or query), and then only the models that request uses are built.
 
 3. No pydantic plugins: pydantic looks for them in every installed distribution's entry
 points when it builds its first model; the layer has none (`PYDANTIC_DISABLE_PLUGINS`).

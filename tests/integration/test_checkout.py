@@ -3,6 +3,7 @@ and a fake Stripe on a local port that answers (and keeps idempotency keys) the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import uuid
@@ -263,12 +264,9 @@ def test_a_catalog_price_id_is_sold_as_that_price_and_must_match_the_catalog(
     from tokenledger.domain import catalog
 
     shipped = catalog.load_catalog()
-    with_prices = shipped.model_copy(
-        update={
-            "packages": tuple(
-                p.model_copy(update={"stripe_price_id": f"price_test_{p.package_id}"}) for p in shipped.packages
-            )
-        }
+    with_prices = dataclasses.replace(
+        shipped,
+        packages=tuple(dataclasses.replace(p, stripe_price_id=f"price_test_{p.package_id}") for p in shipped.packages),
     )
     monkeypatch.setattr(catalog, "load_catalog", lambda: with_prices)
     stripe.prices["price_test_pro"] = FakePrice(3999, "usd", "Pro pack")

@@ -101,12 +101,15 @@ def test_in_a_fresh_function_process_unused_powertools_and_unbuilt_models_stay_o
         """
         import json, sys
         import app
-        from tokenledger.http.schemas import CommitmentIn, WriteOut
+        from tokenledger.http import requests
+        from tokenledger.http.schemas import WriteOut, model_of
+        CommitmentIn = model_of(requests.CommitmentIn)
         from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, AppSyncResolver
         unbuilt = not WriteOut.__pydantic_complete__
         CommitmentIn.model_validate({"prediction_id": "p-1", "amount": 1})
         print(json.dumps({
             "asyncio_before_appsync": "asyncio" in loaded,
+            "pydantic_at_import": sorted(m for m in loaded if m.split(".")[0] in ("pydantic", "pydantic_core")),
             "unbuilt_response_model": unbuilt,
             "built_on_use": CommitmentIn.__pydantic_complete__,
             "resolver": type(app.app).__name__,
@@ -140,6 +143,7 @@ def test_in_a_fresh_function_process_unused_powertools_and_unbuilt_models_stay_o
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {
         "asyncio_before_appsync": False,
+        "pydantic_at_import": [],  # a valid request is validated by tokenledger.http.shapes
         "unbuilt_response_model": True,
         "built_on_use": True,
         "resolver": "LedgerResolver",  # APIGatewayHttpResolver, deciding 401/403 before the body (api.py)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import ValidationError
 
 from tokenledger.adapters.ids import new_ulid
-from tokenledger.domain.catalog import load_catalog, parse_catalog
+from tokenledger.domain.catalog import CatalogInvalid, load_catalog, parse_catalog
 from tokenledger.domain.errors import ValidationFailed
 from tokenledger.http.api import parse_groups
 from tokenledger.service.cursor import decode_cursor, encode_cursor
@@ -159,7 +158,7 @@ def test_the_shipped_catalog_is_valid_and_unique() -> None:
     ],
 )
 def test_a_broken_catalog_fails_at_load(packages: list[object]) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(CatalogInvalid):
         parse_catalog(json.dumps({"packages": packages}))
 
 

@@ -8,7 +8,7 @@ without claims always gets 401 and a non-admin on an admin route 403.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -31,6 +31,7 @@ from tokenledger.domain.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from tokenledger.http.shapes import Refused, RoutePlan
 from tokenledger.service.idempotency import IdempotencyScope, check_idempotency_key, request_hash
 from tokenledger.service.ledger import WriteResult
 
@@ -232,10 +233,36 @@ def _problem_event(error: LedgerError) -> dict[str, Any]:
     }
 
 
+_PLANS: dict[Callable[..., Any], RoutePlan] = {}
+
+
+def _validate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+    """The route's arguments from the request, in two tiers (`tokenledger.http.shapes`): the
+    strict check, else Powertools' OpenAPI validation with pydantic (the same answers as ever)."""
+    route = app.context["_route"]
+    plan = _PLANS.get(route.func)
+    if plan is None:
+        plan = _PLANS[route.func] = RoutePlan(route.func)
+    try:
+        app.context["_route_args"] = plan.accept(app.context.get("_route_args") or {}, app.current_event)
+    except Refused:
+        return _powertools_validation(app, route, next_middleware)
+    return next_middleware(app)
+
+
+def _powertools_validation(app: APIGatewayHttpResolver, route: Any, next_middleware: NextMiddleware) -> Response:
+    from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
+
+    from tokenledger.http.schemas import realize
+
+    realize(route.func)
+    return OpenAPIRequestValidationMiddleware().handler(app, next_middleware)
+
+
 def make_resolver() -> APIGatewayHttpResolver:
-    """The resolver every HTTP function uses, with identity and error mapping installed."""
-    app = LedgerResolver(enable_validation=True, json_body_deserializer=json_body)
-    app.use(middlewares=[_authenticate])
+    """The resolver every HTTP function uses, with identity, validation and error mapping installed."""
+    app = LedgerResolver(json_body_deserializer=json_body)
+    app.use(middlewares=[_authenticate, _validate])
 
     @app.exception_handler(LedgerError)
     def _ledger_error(error: LedgerError) -> Response:

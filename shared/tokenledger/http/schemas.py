@@ -1,62 +1,144 @@
-"""Request and response shapes of the HTTP API (validation and the OpenAPI document)."""
+"""The pydantic side of the HTTP API: response shapes, and the request shapes as pydantic models.
+
+Never imported on a valid request: the handlers declare their requests with
+`tokenledger.http.shapes` (no pydantic), and this module is loaded for the OpenAPI document
+(`infra/openapi.py`) and when a request needs Powertools' own validation (tier 2 in
+`tokenledger.http.shapes`). `model_of(shape)` is the pydantic model of a declared shape:
+same fields, bounds, descriptions and checks, so the same JSON schema and the same errors.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+import inspect
+import typing
+from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, model_validator
-
-from tokenledger.domain.errors import ValidationFailed
-from tokenledger.domain.model import (
-    AMOUNT_MAX,
-    AMOUNT_MIN,
-    ID_PATTERN,
-    METADATA_KEY_CHARS_MAX,
-    METADATA_KEYS_MAX,
-    METADATA_VALUE_CHARS_MAX,
-    REASON_CHARS_MAX,
-    check_amount,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    create_model,
+    field_validator,
+    model_validator,
 )
 
-Identifier = Annotated[StrictStr, StringConstraints(pattern=ID_PATTERN)]
-Amount = Annotated[StrictInt, Field(ge=AMOUNT_MIN, le=AMOUNT_MAX, description="Tokens, a JSON integer.")]
-MetadataKey = Annotated[StrictStr, StringConstraints(min_length=1, max_length=METADATA_KEY_CHARS_MAX)]
-MetadataValue = Annotated[StrictStr, StringConstraints(max_length=METADATA_VALUE_CHARS_MAX)]
-Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=METADATA_KEYS_MAX)]
-AdminEntryType = Literal["grant", "payout", "refund", "adjustment"]
-Reason = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=REASON_CHARS_MAX)]
+from tokenledger.domain.errors import ValidationFailed
+from tokenledger.http.shapes import MISSING, Param, Shape, Spec
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CommitmentIn(_Strict):
-    prediction_id: Identifier
-    amount: Amount
-    metadata: Metadata = Field(default_factory=dict)
+def _annotation(spec: Spec) -> Any:
+    if spec.kind == "text":
+        bounds: dict[str, Any] = {"strip_whitespace": spec.strip or None, "min_length": spec.min_length}
+        bounds |= {"max_length": spec.max_length, "pattern": spec.pattern}
+        given = {k: v for k, v in bounds.items() if v is not None}
+        return Annotated[StrictStr, StringConstraints(**given)] if given else StrictStr
+    if spec.kind == "integer":
+        return StrictInt
+    if spec.kind == "choice":
+        return Literal[spec.values]
+    if spec.kind == "mapping" and spec.key is not None and spec.value is not None:
+        return Annotated[dict[_annotation(spec.key), _annotation(spec.value)], Field(max_length=spec.max_length)]  # type: ignore[misc]
+    if spec.kind == "items" and spec.item is not None:
+        return list[model_of(spec.item)]  # type: ignore[misc]
+    raise TypeError(f"no pydantic type for a {spec.kind} field")  # pragma: no cover
 
 
-class AdminAmountIn(_Strict):
-    """The type and amount of an admin entry: signed for `adjustment`, else > 0; 1..AMOUNT_MAX in size."""
+def _field(spec: Spec) -> tuple[Any, Any]:
+    annotation = _annotation(spec)
+    if spec.default is None:
+        annotation = annotation | None
+    options: dict[str, Any] = {"ge": spec.ge, "le": spec.le, "description": spec.description}
+    if spec.kind == "items":
+        options["min_length"] = spec.min_length
+    options = {k: v for k, v in options.items() if v is not None}
+    if spec.default_factory is not None:
+        options["default_factory"] = spec.default_factory
+    elif spec.default is not MISSING:
+        options["default"] = spec.default
+    return annotation, Field(**options)
 
-    type: AdminEntryType
-    amount: StrictInt = Field(description="Tokens; signed for `adjustment`, else > 0.")
 
-    @model_validator(mode="after")
-    def _amount_fits_type(self) -> Self:
+def _before(name: str, check: Any) -> Any:
+    def run(cls: type[BaseModel], value: Any) -> Any:
+        check(value)  # its own exception (e.g. batch_too_large) goes out as it is, as it always did
+        return value
+
+    return field_validator(name, mode="before")(classmethod(run))  # type: ignore[arg-type]
+
+
+def _after(shape: type[Shape]) -> Any:
+    def run(self: BaseModel) -> BaseModel:
         try:
-            check_amount(self.amount, signed=self.type == "adjustment")
+            shape.check(dict(self))
         except ValidationFailed as refused:
             raise ValueError(refused.detail) from None
         return self
 
+    return model_validator(mode="after")(run)
 
-class AdminEntryIn(AdminAmountIn):
-    related_id: Identifier | None = None
-    reason: Reason
-    metadata: Metadata = Field(default_factory=dict)
+
+_MODELS: dict[type[Shape], type[BaseModel]] = {}
+
+
+def model_of(shape: type[Shape]) -> type[BaseModel]:
+    """The pydantic model of a declared shape (its base shape's model as its base), made once."""
+    if shape in _MODELS:
+        return _MODELS[shape]
+    base = shape.__mro__[1]
+    parent = model_of(base) if base is not Shape and issubclass(base, Shape) else _Strict
+    own = {name: spec for name, spec in shape.fields.items() if name not in getattr(base, "fields", {})}
+    validators: dict[str, Any] = {f"_before_{n}": _before(n, s.before) for n, s in own.items() if s.before}
+    if shape.has_check() and "check" in vars(shape):
+        validators["_check"] = _after(shape)
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        shape.__name__,
+        __base__=parent,
+        __doc__=shape.__doc__,
+        __module__=shape.__module__,
+        __validators__=validators,
+        **{name: _field(spec) for name, spec in own.items()},
+    )
+    _MODELS[shape] = model
+    return model
+
+
+def _realized(annotation: Any) -> Any:
+    """A route parameter's annotation with Powertools' markers and pydantic models in."""
+    from aws_lambda_powertools.event_handler.openapi import params
+
+    if typing.get_origin(annotation) is not Annotated:
+        return annotation
+    inner, *extras = typing.get_args(annotation)
+    if isinstance(inner, type) and issubclass(inner, Shape):
+        inner = model_of(inner)
+    marker_of = {"path": params.Path, "query": params.Query, "body": params.Body}
+    extras = [marker_of[e.where](**e.options) if isinstance(e, Param) else e for e in extras]
+    return Annotated[(inner, *extras)]  # type: ignore[valid-type]
+
+
+def realize(func: Any) -> None:
+    """Give a route handler the signature Powertools' validation and OpenAPI generation read."""
+    if getattr(func, "__signature__", None) is not None:
+        return
+    hints = typing.get_type_hints(func, include_extras=True)
+    signature = inspect.signature(func)
+    parameters = [p.replace(annotation=_realized(hints.get(n, p.annotation))) for n, p in signature.parameters.items()]
+    func.__signature__ = signature.replace(parameters=parameters, return_annotation=hints.get("return", Any))
+
+
+def realize_responses(responses: dict[int, Any] | None) -> None:
+    """Swap the model names `ok_response`/`problem_responses` put in for the models of this module."""
+    for response in (responses or {}).values():
+        for content in response.get("content", {}).values():
+            if isinstance(content.get("model"), str):
+                content["model"] = globals()[content["model"]]
 
 
 class EntryOut(BaseModel):
@@ -126,14 +208,6 @@ class PackageOut(BaseModel):
 
 class PackagesOut(BaseModel):
     packages: list[PackageOut]
-
-
-class CheckoutSessionIn(_Strict):
-    """A package to buy; where Stripe sends the buyer back (defaults from the template, allowed origins only)."""
-
-    package_id: StrictStr = Field(max_length=200, description="A package_id of GET /v1/packages.")
-    success_url: StrictStr | None = Field(default=None, description="Absolute URL on an allowed origin.")
-    cancel_url: StrictStr | None = Field(default=None, description="Absolute URL on an allowed origin.")
 
 
 class CheckoutSessionOut(BaseModel):
@@ -217,6 +291,44 @@ class ReportListOut(BaseModel):
     reports: list[ReportSummaryOut]
 
 
+class BatchOut(BaseModel):
+    entries: list[EntryOut]
+    balances: dict[str, int]
+
+
+class BalanceRowOut(BaseModel):
+    user_id: str
+    balance: int
+    version: int
+
+
+class BalancesOut(BaseModel):
+    balances: list[BalanceRowOut]
+    total: int
+
+
+class ClosedOut(BaseModel):
+    prediction_id: str
+    closed: bool
+    closed_at: str
+
+
+class SettlementOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    settlement_id: str
+    prediction_id: str
+    outcome: str
+    status: Literal["pending", "running", "completed", "failed"]
+    taken_in: int
+    house_contribution: int
+    payouts_total: int
+    paid_total: int
+    entries_written: int
+    chunks_total: int
+    chunks_done: int
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details (`application/problem+json`)."""
 
@@ -228,13 +340,10 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
-def problem_responses(*statuses: int) -> dict[int, OpenAPIResponse]:
-    """OpenAPI `responses` entries for the given error statuses (RFC 9457 problem details)."""
-    return {
-        status: {"description": "Problem details", "content": {"application/problem+json": {"model": Problem}}}
-        for status in statuses
-    }
-
-
-def ok_response(status: int, model: type[BaseModel], description: str) -> dict[int, OpenAPIResponse]:
-    return {status: {"description": description, "content": {"application/json": {"model": model}}}}
+def document_routes(app: Any) -> None:
+    """Make a resolver's routes read as Powertools documents a validating resolver: realized
+    signatures, response models, and the 422 validation responses (`infra/openapi.py`)."""
+    for route in app._dynamic_routes + app._static_routes:
+        realize(route.func)
+        realize_responses(route.responses)
+    app._enable_validation = True

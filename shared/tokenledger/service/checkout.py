@@ -131,7 +131,7 @@ class CheckoutSessions:
             "url": session.url,
             "package_id": package.package_id,
             "tokens": package.tokens,
-            "price": package.price.model_dump(),
+            "price": package.price.as_dict(),
             "expires_at": rfc3339(session.expires_at),
         }
         response = StoredResponse(request_hash=scope.request_hash, body=body)
