@@ -245,15 +245,21 @@ WARM_KEY = "_warm_commitment"
 
 def _open_bench_account(endpoint: str) -> None:
     """The bench user's account, with tokens for every commitment the samples make."""
-    from infra.world import environment_variable
+    import boto3
+
     from tokenledger.bootstrap import Settings, build_admin
 
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(environment_variable("AWS_ENDPOINT_URL", endpoint))
-        for key, value in {**BASE_ENV, **STACK.environment()}.items():
-            if key not in os.environ:
-                stack.enter_context(environment_variable(key, value))
-        build_admin(Settings.from_env()).open_account(BENCH_USER, welcome_grant_tokens=1_000_000)
+    tables = STACK.environment()
+    settings = Settings(
+        accounts_table=tables["ACCOUNTS_TABLE"],
+        entries_table=tables["ENTRIES_TABLE"],
+        idempotency_table=tables["IDEMPOTENCY_TABLE"],
+    )
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=BASE_ENV["AWS_REGION"]
+    )
+    admin = build_admin(settings, dynamodb=session.client("dynamodb", endpoint_url=endpoint))
+    admin.open_account(BENCH_USER, welcome_grant_tokens=1_000_000)
 
 
 @contextlib.contextmanager
