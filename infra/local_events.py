@@ -51,7 +51,8 @@ class LocalEvents:
         for mapping in self.mappings:
             mapping.stop()
 
-    def respond(self, query: Mapping[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
+    # One return per refusal (401, 403, 404, each 422), in the order they are checked.
+    def respond(self, query: Mapping[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:  # noqa: PLR0911
         """(status, body) of `GET /_local/events`; problems as (status, problem fields)."""
         try:
             claims = devauth.verify(devauth.bearer_token(authorization))

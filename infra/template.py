@@ -8,6 +8,7 @@ to local names: a resource's physical name is `<stack>-<LogicalId>`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -189,20 +190,27 @@ class Stack:
             return value
         if len(value) == 1:
             ((key, arg),) = value.items()
-            if key == "Ref":
-                return self._ref(str(arg))
-            if key == "Fn::GetAtt":
-                logical, attribute = arg if isinstance(arg, list) else str(arg).split(".", 1)
-                if attribute == "Arn":
-                    return self.arn(logical)
-                return self.physical_name(logical)
-            if key == "Fn::Sub":
-                text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
-                return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub_var(m.group(1), extra), text)
-            if key == "Fn::Join":
-                sep, parts = arg
-                return str(sep).join(str(self.resolve(p)) for p in parts)
+            intrinsic = self._intrinsics().get(key)
+            if intrinsic is not None:
+                return intrinsic(arg)
         return {k: self.resolve(v) for k, v in value.items()}
+
+    def _intrinsics(self) -> dict[str, Callable[[Any], Any]]:
+        """The intrinsic functions this project uses, by name."""
+        return {
+            "Ref": lambda arg: self._ref(str(arg)),
+            "Fn::GetAtt": self._get_att,
+            "Fn::Sub": self._sub,
+            "Fn::Join": lambda arg: str(arg[0]).join(str(self.resolve(p)) for p in arg[1]),
+        }
+
+    def _get_att(self, arg: Any) -> str:
+        logical, attribute = arg if isinstance(arg, list) else str(arg).split(".", 1)
+        return self.arn(logical) if attribute == "Arn" else self.physical_name(logical)
+
+    def _sub(self, arg: Any) -> str:
+        text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+        return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub_var(m.group(1), extra), text)
 
     def _sub_var(self, name: str, extra: dict[str, Any]) -> str:
         if name in extra:

@@ -261,7 +261,8 @@ def headers_read_by(func: Callable[..., Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------- examples
-def example_of(schema: dict[str, Any], schemas: dict[str, Any], name: str | None = None, depth: int = 0) -> Any:
+# One return per JSON Schema keyword, in precedence order: the order is the rule, a table would hide it.
+def example_of(schema: dict[str, Any], schemas: dict[str, Any], name: str | None = None, depth: int = 0) -> Any:  # noqa: PLR0911, PLR0912
     """A value valid for ``schema`` (refs resolved in ``schemas``), realistic where ``name`` is known."""
     if depth > EXAMPLE_DEPTH_MAX:
         return None

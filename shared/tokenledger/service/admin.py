@@ -147,7 +147,9 @@ class AdminOperations:
         return self.ledger.write(plan, users=list(indexed), scope=scope, body=body, idempotency_ttl_s=idempotency_ttl_s)
 
     # ------------------------------------------------------------------ reversals
-    def reverse(self, *, actor: str, entry_id: str, reason: str, scope: IdempotencyScope) -> WriteResult:
+    # One retry loop tells apart every refusal of a reversal (already reversed, clawed back, closed
+    # prediction, contention) where it is detected; split up, the loop's break/continue would be lost.
+    def reverse(self, *, actor: str, entry_id: str, reason: str, scope: IdempotencyScope) -> WriteResult:  # noqa: PLR0912
         """A compensating `reversal` entry, written with the guard that lets it happen once.
 
         An entry that moved nothing (a chargeback that recovered nothing) is 409

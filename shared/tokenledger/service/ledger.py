@@ -281,25 +281,12 @@ class Ledger:
         # A cache hit (If-Match) is unverified: good enough to try a write (the transaction
         # checks it), never to refuse one. A refusal is judged again on a fresh read.
         verified = expected_versions is None or not self._cached(users, expected_versions)
-        if accounts_read is not None and set(accounts_read) == set(users):
-            accounts = dict(accounts_read)
-            for account in accounts.values():
-                self.versions.remember(account)
-        else:
-            accounts = self._initial_accounts(users, expected_versions)
+        accounts = self._initial_accounts(users, expected_versions, accounts_read)
         for attempt in range(1, self._write_attempts_max + 1):
             self.last_write_attempts = attempt
-            if expected_versions is not None:
-                moved = [u for u, v in expected_versions.items() if accounts[u].version != v]
-                if moved:
-                    return self._replay_or_raise(
-                        scope,
-                        VersionConflict(
-                            f"account {moved[0]} is at version {accounts[moved[0]].version}, "
-                            f"not {expected_versions[moved[0]]}",
-                            current_version=accounts[moved[0]].version,
-                        ),
-                    )
+            conflict = _version_conflict(accounts, expected_versions)
+            if conflict is not None:
+                return self._replay_or_raise(scope, conflict)
             try:
                 drafts = plan(accounts)
                 writes, entries = self._plan_writes(accounts, drafts)
@@ -310,10 +297,7 @@ class Ledger:
                 return self._replay_or_raise(scope, refused)
             afters = {w.after.user_id: w.after for w in writes}
             response = StoredResponse(request_hash=scope.request_hash if scope else "", body=body(entries, afters))
-            claim = None
-            if scope is not None:
-                expires_at = None if idempotency_ttl_s is None else int(self._epoch_s()) + idempotency_ttl_s
-                claim = IdempotencyClaim(pk=scope.pk, response=response, expires_at=expires_at)
+            claim = self._claim(scope, response, idempotency_ttl_s)
             guard_items = guards(entries) if callable(guards) else guards
             if not writes and claim is None and not guard_items:
                 return WriteResult(body=response.body)  # nothing to write (an account already open)
@@ -344,12 +328,27 @@ class Ledger:
     def _cached(self, users: Sequence[str], expected: Mapping[str, int]) -> bool:
         return set(expected) == set(users) and all(self.versions.lookup(u, v) is not None for u, v in expected.items())
 
-    def _initial_accounts(self, users: Sequence[str], expected: Mapping[str, int] | None) -> dict[str, Account]:
+    def _initial_accounts(
+        self, users: Sequence[str], expected: Mapping[str, int] | None, read: Mapping[str, Account] | None
+    ) -> dict[str, Account]:
+        if read is not None and set(read) == set(users):
+            for account in read.values():
+                self.versions.remember(account)
+            return dict(read)
         if expected is not None:
             cached = {u: self.versions.lookup(u, v) for u, v in expected.items()}
             if all(a is not None for a in cached.values()) and set(cached) == set(users):
                 return {u: a for u, a in cached.items() if a is not None}
         return self._read_accounts(users)
+
+    def _claim(
+        self, scope: IdempotencyScope | None, response: StoredResponse, ttl_s: int | None
+    ) -> IdempotencyClaim | None:
+        """The idempotency record a write claims (None without a scope); None ttl_s keeps it forever."""
+        if scope is None:
+            return None
+        expires_at = None if ttl_s is None else int(self._epoch_s()) + ttl_s
+        return IdempotencyClaim(pk=scope.pk, response=response, expires_at=expires_at)
 
     def _read_accounts(self, users: Sequence[str]) -> dict[str, Account]:
         if len(users) == 1:
@@ -401,3 +400,14 @@ class GuardFailed(Exception):
     def __init__(self, names: Sequence[str]) -> None:
         super().__init__(", ".join(names))
         self.names = list(names)
+
+
+def _version_conflict(accounts: Mapping[str, Account], expected: Mapping[str, int] | None) -> VersionConflict | None:
+    """The If-Match refusal when an expected account version is not the current one, else None."""
+    moved = [u for u, v in (expected or {}).items() if accounts[u].version != v]
+    if not moved or expected is None:
+        return None
+    current = accounts[moved[0]].version
+    return VersionConflict(
+        f"account {moved[0]} is at version {current}, not {expected[moved[0]]}", current_version=current
+    )

@@ -204,8 +204,6 @@ def verify_statement(body: dict[str, Any]) -> list[str]:
     An empty list means the statement is internally consistent and its entries are exactly
     the ones whose hashes chain to `head_hash`: compare that with a digest to anchor it.
     """
-    from tokenledger.domain.chain import entry_hash
-
     problems: list[str] = []
     try:
         seq = int(body["opening_seq"])
@@ -226,20 +224,7 @@ def verify_statement(body: dict[str, Any]) -> list[str]:
         except (AttributeError, TypeError, ValueError):
             problems.append(f"entries[{index}] is not an entry")
             return problems
-        where = f"seq {row_seq}"
-        if row.user_id != user_id:
-            problems.append(f"{where}: belongs to {row.user_id}, not {user_id}")
-        if row_seq != seq + 1:
-            problems.append(f"{where}: expected seq {seq + 1}")
-        if after != balance + amount:
-            problems.append(f"{where}: balance_after {after} != {balance} + ({amount})")
-        if not (str(body.get("from", "")) <= str(row.created_at) < str(body.get("to", ""))):
-            problems.append(f"{where}: created_at {row.created_at} outside from..to")
-        if row.hash is None:
-            if prev is not None and prev != GENESIS_HASH:
-                problems.append(f"{where}: no hash after hashed entries")
-        elif row.hash != entry_hash(row, prev or GENESIS_HASH):
-            problems.append(f"{where}: hash does not match its content and the previous hash")
+        problems.extend(_row_problems(body, row, user_id=user_id, seq=seq, balance=balance, prev=prev))
         seq, balance, prev = row_seq, after, row.hash
         totals[str(row.type)] = totals.get(str(row.type), 0) + amount
     if body.get("closing_balance") != balance:
@@ -287,3 +272,28 @@ def digest_problems(body: dict[str, Any], digest_lines: Iterator[str]) -> tuple[
             return [f"seq {version}: hash differs from the digest's head hash ({record.get('head_hash')})"], 1
         return [], 1
     return [], 0
+
+
+def _row_problems(
+    body: dict[str, Any], row: Entry, *, user_id: str, seq: int, balance: int, prev: str | None
+) -> list[str]:
+    """What is wrong with one served entry, given the seq, balance and hash before it."""
+    from tokenledger.domain.chain import entry_hash
+
+    row_seq, amount, after = int(row.seq), int(row.amount), int(row.balance_after)
+    where = f"seq {row_seq}"
+    problems: list[str] = []
+    if row.user_id != user_id:
+        problems.append(f"{where}: belongs to {row.user_id}, not {user_id}")
+    if row_seq != seq + 1:
+        problems.append(f"{where}: expected seq {seq + 1}")
+    if after != balance + amount:
+        problems.append(f"{where}: balance_after {after} != {balance} + ({amount})")
+    if not (str(body.get("from", "")) <= str(row.created_at) < str(body.get("to", ""))):
+        problems.append(f"{where}: created_at {row.created_at} outside from..to")
+    if row.hash is None:
+        if prev is not None and prev != GENESIS_HASH:
+            problems.append(f"{where}: no hash after hashed entries")
+    elif row.hash != entry_hash(row, prev or GENESIS_HASH):
+        problems.append(f"{where}: hash does not match its content and the previous hash")
+    return problems

@@ -89,7 +89,8 @@ class StripeClawbacks:
             )
         return self._claw_back(record, content, key=f"dispute:{record.dispute_id}", target=lambda tokens: tokens)
 
-    def _claw_back(self, record: EventRecord, content: str, *, key: str, target: Callable[[int], int]) -> EventRecord:
+    # One return per outcome of a clawback (redelivery, not credited, not found, replay, nothing due, ...).
+    def _claw_back(self, record: EventRecord, content: str, *, key: str, target: Callable[[int], int]) -> EventRecord:  # noqa: PLR0911
         payment_id = record.payment_id
         if payment_id is None:
             raise InvariantViolation("a clawback needs the payment")

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tokenledger.domain.catalog import Catalog, load_catalog
-from tokenledger.domain.errors import IdempotencyKeyReused
+from tokenledger.domain.catalog import Catalog, Package, load_catalog
+from tokenledger.domain.errors import IdempotencyKeyReused, InvariantViolation
 from tokenledger.domain.model import Account, EntryDraft, EntryType
 from tokenledger.domain.stripe_events import EventRecord, event_content_hash
 from tokenledger.domain.stripe_outcomes import Outcome
@@ -81,40 +81,13 @@ class StripeCredits:
     def _purchase(self, base: EventRecord, session: Mapping[str, Any], content: str) -> EventRecord:
         record = session_record(base, session)
         finish = self._events.finish
+        package = self.catalog.find(record.package_id) if record.package_id is not None else None
+        refusal = _refusal(base, session, record, package)
+        if refusal is not None:
+            return finish(refusal, content)
         payment_id = record.payment_id
-        if payment_id is None:
-            return finish(replace(record, outcome=Outcome.INVALID_EVENT, detail="the session has no valid id"), content)
-        if base.type == SESSION_COMPLETED and session.get("payment_status") != "paid":
-            status = text_field(session.get("payment_status")) or "missing"
-            return finish(replace(record, outcome=Outcome.NOT_PAID, detail=f"payment_status is {status[:40]}"), content)
-        if record.user_id is None or record.package_id is None:
-            missing = [n for n, v in (("user_id", record.user_id), ("package_id", record.package_id)) if v is None]
-            return finish(
-                replace(
-                    record,
-                    outcome=Outcome.MISSING_METADATA,
-                    detail=f"metadata.{' and metadata.'.join(missing)} missing or invalid",
-                ),
-                content,
-            )
-        package = self.catalog.find(record.package_id)
-        if package is None:
-            return finish(
-                replace(record, outcome=Outcome.UNKNOWN_PACKAGE, detail="metadata.package_id is not in the catalog"),
-                content,
-            )
-        price = package.price
-        if record.amount_subtotal != price.amount or record.currency != price.currency:
-            paid = f"{record.amount_subtotal} {record.currency}"
-            return finish(
-                replace(
-                    record,
-                    outcome=Outcome.PRICE_MISMATCH,
-                    detail=f"amount_subtotal and currency are {paid[:60]}, the catalog price is "
-                    f"{price.amount} {price.currency}",
-                ),
-                content,
-            )
+        if payment_id is None or record.user_id is None or package is None:
+            raise InvariantViolation("a purchase not refused has its payment, user and package")
         user = record.user_id
         existing, account = self.store.event_and_account(base.event_id, user)
         if existing is not None:  # a redelivery: nothing is written
@@ -164,3 +137,33 @@ class StripeCredits:
         by_this_event = result.body["entry"]["metadata"].get("stripe_event") == base.event_id
         outcome = Outcome.CREDITED if by_this_event else Outcome.ALREADY_CREDITED
         return finish(self._events.with_entry(replace(record, outcome=outcome), result.body), content)
+
+
+def _refusal(
+    base: EventRecord, session: Mapping[str, Any], record: EventRecord, package: Package | None
+) -> EventRecord | None:
+    """The record of a session event that credits nothing (with its outcome and detail), or None to credit it."""
+    if record.payment_id is None:
+        return replace(record, outcome=Outcome.INVALID_EVENT, detail="the session has no valid id")
+    if base.type == SESSION_COMPLETED and session.get("payment_status") != "paid":
+        status = text_field(session.get("payment_status")) or "missing"
+        return replace(record, outcome=Outcome.NOT_PAID, detail=f"payment_status is {status[:40]}")
+    if record.user_id is None or record.package_id is None:
+        missing = [n for n, v in (("user_id", record.user_id), ("package_id", record.package_id)) if v is None]
+        return replace(
+            record,
+            outcome=Outcome.MISSING_METADATA,
+            detail=f"metadata.{' and metadata.'.join(missing)} missing or invalid",
+        )
+    if package is None:
+        return replace(record, outcome=Outcome.UNKNOWN_PACKAGE, detail="metadata.package_id is not in the catalog")
+    price = package.price
+    if record.amount_subtotal != price.amount or record.currency != price.currency:
+        paid = f"{record.amount_subtotal} {record.currency}"
+        return replace(
+            record,
+            outcome=Outcome.PRICE_MISMATCH,
+            detail=f"amount_subtotal and currency are {paid[:60]}, the catalog price is "
+            f"{price.amount} {price.currency}",
+        )
+    return None
