@@ -16,7 +16,15 @@ is defined (`defer_build`). No function imports pydantic on its way to serving a
 request (`tokenledger.http.shapes`); it is loaded when a request needs Powertools' own
 validation (a refused body or query), and then only the models that request uses are built.
 
-3. No pydantic plugins: pydantic looks for them in every installed distribution's entry
+3. The layer before the function's own package on `sys.path`. Lambda puts the function's
+package (`LAMBDA_TASK_ROOT`) first; the Stripe functions ship `stripe` there, and with it
+its dependencies `urllib3` and `typing_extensions`, which the layer also has, compiled. SAM's
+builder ships the function's package without bytecode, so botocore's `urllib3` and Logger's
+`typing_extensions` were compiled from source on every cold start of those two functions
+(0.3-0.4x of the floor, measured). The layer pins what botocore is tested with; the
+function's package keeps what only it has (`stripe`, `requests`).
+
+4. No pydantic plugins: pydantic looks for them in every installed distribution's entry
 points when it builds its first model; the layer has none (`PYDANTIC_DISABLE_PLUGINS`).
 """
 
@@ -161,6 +169,23 @@ def defer_pydantic_builds() -> bool:
     return True
 
 
+def layer_first() -> bool:
+    """Move the function's package after the layer holding this module on `sys.path` (3.)."""
+    task_root = os.environ.get("LAMBDA_TASK_ROOT")
+    layer_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = sys.path
+    if not task_root or layer_root not in path:
+        return False
+    task = os.path.abspath(task_root)
+    ahead = [p for p in path[: path.index(layer_root)] if os.path.abspath(p or os.curdir) == task]
+    for entry in ahead:  # the task root, and "" when it is the working directory
+        path.remove(entry)
+    for entry in reversed(ahead):
+        path.insert(path.index(layer_root) + 1, entry)
+    return bool(ahead)
+
+
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+LAYER_FIRST: bool = layer_first()
 TRIMMED: list[str] = trim_powertools()
 DEFERRED: bool = defer_pydantic_builds()

@@ -171,3 +171,22 @@ def test_a_lazy_client_is_made_once_on_first_use_and_answers_as_the_client() -> 
     assert made == [1] and lazy.made
     with pytest.raises(AttributeError):
         lazy.no_such_operation  # noqa: B018 - the client's own AttributeError
+
+
+def test_on_lambda_the_layer_comes_before_the_functions_own_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Stripe functions' package ships urllib3 and typing_extensions without bytecode; the
+    # layer's compiled copies must win (docs/benchmarks.md), while stripe stays importable.
+    from tokenledger import coldstart
+
+    layer = str(Path(coldstart.__file__).resolve().parent.parent)
+    task = str(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", ["", task, "/elsewhere", layer, "/stdlib"])
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", task)
+    assert coldstart.layer_first()
+    assert sys.path == ["/elsewhere", layer, "", task, "/stdlib"]
+    assert not coldstart.layer_first()  # already in order
+    monkeypatch.delenv("LAMBDA_TASK_ROOT")
+    assert not coldstart.layer_first()  # not on Lambda: nothing moves
