@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 from infra.api import LocalApi
 from infra.chaos.model import Op
 from infra.chaos.workload import Features
 from infra.template import Stack
-
-# DynamoDB's scalar attribute types as plain Python (numbers as int); M and L nest.
-_SCALARS: dict[str, Callable[[Any], Any]] = {"S": str, "N": int, "BOOL": bool, "NULL": lambda _: None}
+from tokenledger.adapters.attributes import plain_item
 
 
 def _scan(dynamodb: Any, table: str) -> list[dict[str, Any]]:
@@ -20,21 +17,6 @@ def _scan(dynamodb: Any, table: str) -> list[dict[str, Any]]:
     for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
         items.extend(page.get("Items", []))
     return items
-
-
-def _plain(value: dict[str, Any]) -> Any:
-    """A DynamoDB attribute value as plain Python (numbers as int)."""
-    (kind, inner), *_ = value.items()
-    if kind == "M":
-        return {k: _plain(v) for k, v in inner.items()}
-    if kind == "L":
-        return [_plain(v) for v in inner]
-    convert = _SCALARS.get(kind)
-    return inner if convert is None else convert(inner)
-
-
-def _row(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in item.items()}
 
 
 class Snapshot:
@@ -47,9 +29,9 @@ class Snapshot:
         self.features = features
         self.api = api
         tables = {k: v["TableName"] for k, v in stack.table_definitions().items()}
-        self.accounts = {a["user_id"]: a for a in map(_row, _scan(dynamodb, tables["AccountsTable"]))}
-        self.entries = [_row(i) for i in _scan(dynamodb, tables["EntriesTable"])]
-        self.idempotency = [_row(i) for i in _scan(dynamodb, tables["IdempotencyTable"])]
+        self.accounts = {a["user_id"]: a for a in map(plain_item, _scan(dynamodb, tables["AccountsTable"]))}
+        self.entries = [plain_item(i) for i in _scan(dynamodb, tables["EntriesTable"])]
+        self.idempotency = [plain_item(i) for i in _scan(dynamodb, tables["IdempotencyTable"])]
         self.by_id = {e["entry_id"]: e for e in self.entries}
 
     def users(self) -> set[str]:

@@ -283,8 +283,8 @@ class StreamPublishing:
 
 
 def build_stream_publishing(settings: Settings) -> StreamPublishing:
+    from tokenledger.adapters.attributes import plain_item
     from tokenledger.adapters.dynamodb import entry_from_item
-    from tokenledger.adapters.predictions import plain_item
 
     publisher = build_publisher(settings)
     if publisher is None:

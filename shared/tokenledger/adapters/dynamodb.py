@@ -12,6 +12,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tokenledger.adapters.attributes import attribute_value, plain_item
 from tokenledger.domain.errors import InvariantViolation
 from tokenledger.domain.model import Account, Entry, EntryType
 from tokenledger.service.ports import (
@@ -135,26 +136,10 @@ def stored_response_item(pk: str, response: StoredResponse, *, expires_at: int |
     return item
 
 
-def attr_to_plain(value: dict[str, Any]) -> Any:
-    """The inverse of `_plain_to_attr` (numbers come back as int)."""
-    ((kind, raw),) = value.items()
-    if kind == "N":
-        return int(raw)
-    if kind == "M":
-        return {k: attr_to_plain(v) for k, v in raw.items()}
-    return raw
-
-
-def _plain_to_attr(value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"BOOL": value}
-    if isinstance(value, int):
-        return _n(value)
-    if isinstance(value, str):
-        return _s(value)
-    if isinstance(value, dict):
-        return {"M": {k: _plain_to_attr(v) for k, v in value.items()}}
-    raise InvariantViolation(f"unsupported guard attribute type {type(value).__name__}")
+def read_account(client: Any, accounts_table: str, user_id: str) -> Account | None:
+    """One strongly consistent GetItem of an account (None if it was never opened)."""
+    item = client.get_item(TableName=accounts_table, Key={"user_id": _s(user_id)}, ConsistentRead=True).get("Item")
+    return account_from_item(item) if item else None
 
 
 class DynamoLedgerRepository:
@@ -177,10 +162,7 @@ class DynamoLedgerRepository:
 
     # ---------------------------------------------------------------- reads
     def get_account(self, user_id: str) -> Account | None:
-        item = self.client.get_item(
-            TableName=self.accounts_table, Key={"user_id": _s(user_id)}, ConsistentRead=True
-        ).get("Item")
-        return account_from_item(item) if item else None
+        return read_account(self.client, self.accounts_table, user_id)
 
     def get_accounts(self, user_ids: Sequence[str]) -> dict[str, Account]:
         """BatchGetItem in chunks of 100 (`batch_get`: unprocessed keys asked again with backoff)."""
@@ -203,7 +185,7 @@ class DynamoLedgerRepository:
         item: AttributeMap | None = self.client.get_item(
             TableName=self.idempotency_table, Key={"pk": _s(pk)}, ConsistentRead=True
         ).get("Item")
-        return None if item is None else {k: attr_to_plain(v) for k, v in item.items()}
+        return None if item is None else plain_item(item)
 
     def list_entries(
         self, user_id: str, *, before_seq: int | None, limit: int, entry_type: str | None
@@ -333,7 +315,7 @@ class DynamoLedgerRepository:
             absent["ExpressionAttributeNames"] = {"#k": guard.key}
         if guard.check_only:
             return {"ConditionCheck": {"TableName": table, "Key": key, **absent}}
-        item = {**key, **{k: _plain_to_attr(v) for k, v in guard.attributes.items()}}
+        item = {**key, **{k: attribute_value(v) for k, v in guard.attributes.items()}}
         return {"Put": {"TableName": table, "Item": item, **absent}}
 
     def _account_update(self, write: AccountWrite) -> dict[str, Any]:

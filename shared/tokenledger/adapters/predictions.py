@@ -10,6 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from tokenledger.adapters.attributes import plain_item
 from tokenledger.domain.errors import InvariantViolation
 from tokenledger.service.prediction_keys import (
     CLOSED_SK,
@@ -25,22 +26,6 @@ BATCH_WRITE_ROUNDS_MAX = 10
 STAKE_PAGES_MAX = 10_000
 
 AttributeMap = dict[str, dict[str, Any]]
-
-
-def plain_item(item: AttributeMap) -> dict[str, Any]:
-    """A DynamoDB item as plain Python (numbers as int)."""
-    out: dict[str, Any] = {}
-    for name, value in item.items():
-        ((kind, raw),) = value.items()
-        if kind == "N":
-            out[name] = int(raw)
-        elif kind == "S":
-            out[name] = raw
-        elif kind == "BOOL":
-            out[name] = bool(raw)
-        elif kind == "NULL":
-            out[name] = None
-    return out
 
 
 class DynamoPredictionStore:

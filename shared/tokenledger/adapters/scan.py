@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tokenledger.adapters.dynamodb import AttributeMap, account_from_item, batch_get, entry_from_item
+from tokenledger.adapters.dynamodb import AttributeMap, account_from_item, batch_get, entry_from_item, read_account
 from tokenledger.domain.model import Account, Entry
 from tokenledger.service.reconcile.ports import (
     LOOKUP_BATCH_MAX,
@@ -174,10 +174,7 @@ class DynamoAuditReads:
         self._sleep = sleep
 
     def get_account(self, user_id: str) -> Account | None:
-        item = self.client.get_item(
-            TableName=self.accounts_table, Key={"user_id": {"S": user_id}}, ConsistentRead=True
-        ).get("Item")
-        return account_from_item(item) if item else None
+        return read_account(self.client, self.accounts_table, user_id)
 
     def iter_chain(self, user_id: str) -> Iterator[Entry]:
         request: dict[str, Any] = {

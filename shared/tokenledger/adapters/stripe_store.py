@@ -13,7 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tokenledger.adapters.dynamodb import _plain_to_attr, account_from_item, attr_to_plain, batch_get_tables
+from tokenledger.adapters.attributes import attribute_value, plain_item
+from tokenledger.adapters.dynamodb import account_from_item, batch_get_tables
 from tokenledger.domain.model import Account
 from tokenledger.domain.stripe_events import EventRecord, StoredEvent, record_attributes, stored_event_from
 from tokenledger.service.ports import STRIPE_EVENT_GUARD, Guard
@@ -24,7 +25,7 @@ EVENT_KEY = "event_id"
 
 
 def _stored(item: dict[str, Any]) -> StoredEvent:
-    plain = {k: attr_to_plain(v) for k, v in item.items()}
+    plain = plain_item(item)
     return stored_event_from(str(plain.pop(EVENT_KEY)), plain)
 
 
@@ -73,7 +74,7 @@ class DynamoStripeStore:
         """One conditional PutItem; on a redelivery, one more GetItem to return the first record."""
         item = {EVENT_KEY: {"S": record.event_id}}
         for name, value in record_attributes(record, processed_at=processed_at, content_hash=content_hash).items():
-            item[name] = _plain_to_attr(value)
+            item[name] = attribute_value(value)
         try:
             self.client.put_item(
                 TableName=self.events_table,
