@@ -105,6 +105,7 @@ def run(entries: int) -> dict[str, Any]:
     import boto3
 
     from infra.dynamodb_local import DynamoDBLocal
+    from infra.invariants import entry_pages
     from infra.world import create_tables
     from tokenledger.bootstrap import Settings, build_repository
     from tokenledger.service.statements import balance_at, statement, verify_statement
@@ -140,22 +141,12 @@ def run(entries: int) -> dict[str, Any]:
         rows.append(measure(counting, "statement of 16 hours (960 entries) mid-history", one_statement))
 
         def naive() -> dict[str, Any]:
-            target, balance, pages = at((middle - 1) * SPACING_S + 30), 0, 0
-            kwargs: dict[str, Any] = {
-                "TableName": tables["EntriesTable"],
-                "KeyConditionExpression": "user_id = :u",
-                "ExpressionAttributeValues": {":u": {"S": USER}},
-                "ConsistentRead": True,
-            }
-            while True:
-                page = counting.query(**kwargs)
-                pages += 1
-                for item in page["Items"]:
+            target, balance = at((middle - 1) * SPACING_S + 30), 0
+            for page in entry_pages(counting, tables["EntriesTable"], USER):
+                for item in page:
                     if item["created_at"]["S"] <= target:
                         balance = int(item["balance_after"]["N"])
-                if "LastEvaluatedKey" not in page:
-                    return {"balance": balance}
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            return {"balance": balance}
 
         rows.append(measure(counting, "naive: Query the whole history (for comparison)", naive))
         return {"entries": entries, "seed_seconds": round(seconds, 1), "rows": rows}

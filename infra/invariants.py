@@ -7,6 +7,7 @@ vanishes under -O would let every invariant "hold".
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from infra.template import Stack
@@ -22,21 +23,25 @@ def require(condition: object, message: str) -> None:
         raise InvariantBroken(message)
 
 
-def chain_of(dynamodb: Any, stack: Stack, user_id: str) -> list[dict[str, int]]:
-    names = {k: v["TableName"] for k, v in stack.table_definitions().items()}
-    items: list[dict[str, Any]] = []
+def entry_pages(dynamodb: Any, entries_table: str, user_id: str) -> Iterator[list[dict[str, Any]]]:
+    """The user's entries as stored, page by page in seq order (strongly consistent Queries)."""
     kwargs: dict[str, Any] = {
-        "TableName": names["EntriesTable"],
+        "TableName": entries_table,
         "KeyConditionExpression": "user_id = :u",
         "ExpressionAttributeValues": {":u": {"S": user_id}},
         "ConsistentRead": True,
     }
     while True:
         page = dynamodb.query(**kwargs)
-        items.extend(page["Items"])
+        yield page["Items"]
         if "LastEvaluatedKey" not in page:
-            break
+            return
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def chain_of(dynamodb: Any, stack: Stack, user_id: str) -> list[dict[str, int]]:
+    names = {k: v["TableName"] for k, v in stack.table_definitions().items()}
+    items = [item for page in entry_pages(dynamodb, names["EntriesTable"], user_id) for item in page]
     return [
         {"seq": int(i["seq"]["N"]), "amount": int(i["amount"]["N"]), "balance_after": int(i["balance_after"]["N"])}
         for i in items
@@ -52,25 +57,15 @@ def hash_chain_problem(dynamodb: Any, stack: Stack, user_id: str) -> str | None:
     from tokenledger.domain.chain import GENESIS_HASH, entry_hash
 
     names = {k: v["TableName"] for k, v in stack.table_definitions().items()}
-    kwargs: dict[str, Any] = {
-        "TableName": names["EntriesTable"],
-        "KeyConditionExpression": "user_id = :u",
-        "ExpressionAttributeValues": {":u": {"S": user_id}},
-        "ConsistentRead": True,
-    }
     prev: str | None = None
-    while True:
-        page = dynamodb.query(**kwargs)
-        for item in page["Items"]:
+    for page in entry_pages(dynamodb, names["EntriesTable"], user_id):
+        for item in page:
             entry = entry_from_item(item)
             if entry.hash is None and prev is None:
                 continue
             if entry.hash != entry_hash(entry, prev or GENESIS_HASH):
                 return f"seq {entry.seq}: hash does not chain"
             prev = entry.hash
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     account = dynamodb.get_item(TableName=names["AccountsTable"], Key={"user_id": {"S": user_id}}, ConsistentRead=True)
     head = (account.get("Item") or {}).get("head_hash", {}).get("S")
     if prev is not None and head is not None and head != prev:  # test seeds may leave the head out
