@@ -57,14 +57,9 @@ class StripeClawbacks:
 
     def refund(self, base: EventRecord, charge: Mapping[str, Any], content: str) -> EventRecord:
         record = charge_record(base, charge)
-        if record.charge_id is None:
-            return self.events.finish(
-                replace(record, outcome=Outcome.INVALID_EVENT, detail="the charge has no valid id"), content
-            )
-        if record.payment_id is None:
-            return self.events.finish(
-                replace(record, outcome=Outcome.NOT_A_PURCHASE, detail="the charge has no payment intent"), content
-            )
+        unidentified = self._unidentified(record, record.charge_id, "charge", content)
+        if unidentified is not None:
+            return unidentified
         amount, refunded = record.amount, record.amount_refunded
         if amount is None or refunded is None or amount <= 0 or not 0 <= refunded <= amount:
             return self.events.finish(
@@ -79,15 +74,22 @@ class StripeClawbacks:
 
     def dispute(self, base: EventRecord, dispute: Mapping[str, Any], content: str) -> EventRecord:
         record = dispute_record(base, dispute)
-        if record.dispute_id is None:
+        unidentified = self._unidentified(record, record.dispute_id, "dispute", content)
+        if unidentified is not None:
+            return unidentified
+        return self._claw_back(record, content, key=f"dispute:{record.dispute_id}", target=lambda tokens: tokens)
+
+    def _unidentified(self, record: EventRecord, own_id: str | None, what: str, content: str) -> EventRecord | None:
+        """The finished record of a charge or dispute event without its own id or its payment, else None."""
+        if own_id is None:
             return self.events.finish(
-                replace(record, outcome=Outcome.INVALID_EVENT, detail="the dispute has no valid id"), content
+                replace(record, outcome=Outcome.INVALID_EVENT, detail=f"the {what} has no valid id"), content
             )
         if record.payment_id is None:
             return self.events.finish(
-                replace(record, outcome=Outcome.NOT_A_PURCHASE, detail="the dispute has no payment intent"), content
+                replace(record, outcome=Outcome.NOT_A_PURCHASE, detail=f"the {what} has no payment intent"), content
             )
-        return self._claw_back(record, content, key=f"dispute:{record.dispute_id}", target=lambda tokens: tokens)
+        return None
 
     # One return per outcome of a clawback (redelivery, not credited, not found, replay, nothing due, ...).
     def _claw_back(self, record: EventRecord, content: str, *, key: str, target: Callable[[int], int]) -> EventRecord:  # noqa: PLR0911
