@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from infra.api_calls import intercept_service
 from infra.template import LOCAL_ACCOUNT_ID, LOCAL_REGION
 
 EVENTS_KEPT_MAX = 100_000  # the oldest are dropped past this (a local run, not an archive)
@@ -138,52 +139,43 @@ def install_bus_tap() -> None:
 # whole call (raised as a ClientError: nothing accepted), or one entry-level error code per entry
 # (None: that entry goes through), as PutEvents answers with FailedEntryCount > 0.
 FaultDecision = str | list[str | None] | None
-_fault_lock = threading.Lock()
-_fault_hook_installed = False
 _decide: Callable[[list[dict[str, Any]]], FaultDecision] | None = None
 INJECTED: dict[str, int] = {}
 
 
 def install_eventbridge_fault_hook() -> None:
-    """Patch `BaseClient._make_api_call` once; PutEvents consults `_decide` while one is set."""
-    global _fault_hook_installed
-    with _fault_lock:
-        if _fault_hook_installed:
-            return
-        from botocore.client import BaseClient
-        from botocore.exceptions import ClientError
+    """PutEvents consults `_decide` while one is set (`infra.api_calls`, installed once)."""
+    intercept_service("events", _put_events_with_faults)
 
-        original = BaseClient._make_api_call
 
-        def make_api_call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-            decide = _decide
-            if decide is None or operation_name != "PutEvents" or self.meta.service_model.service_name != "events":
-                return original(self, operation_name, api_params)
-            entries = list(api_params.get("Entries", []))
-            decision = decide(entries)
-            if decision is None:
-                return original(self, operation_name, api_params)
-            if isinstance(decision, str):
-                INJECTED[decision] = INJECTED.get(decision, 0) + 1
-                raise ClientError({"Error": {"Code": decision, "Message": "injected"}}, operation_name)
-            through = [e for e, code in zip(entries, decision, strict=True) if code is None]
-            answered = (
-                iter(original(self, operation_name, {**api_params, "Entries": through})["Entries"])
-                if through
-                else iter([])
-            )
-            results: list[dict[str, Any]] = []
-            for code in decision:
-                if code is None:
-                    results.append(next(answered))
-                else:
-                    INJECTED[code] = INJECTED.get(code, 0) + 1
-                    results.append({"ErrorCode": code, "ErrorMessage": "injected"})
-            failed = sum(1 for r in results if r.get("ErrorCode"))
-            return {"FailedEntryCount": failed, "Entries": results}
+def _put_events_with_faults(
+    original: Callable[..., Any], client: Any, operation_name: str, api_params: dict[str, Any]
+) -> Any:
+    from botocore.exceptions import ClientError
 
-        BaseClient._make_api_call = make_api_call  # type: ignore[method-assign]
-        _fault_hook_installed = True
+    decide = _decide
+    if decide is None or operation_name != "PutEvents":
+        return original(client, operation_name, api_params)
+    entries = list(api_params.get("Entries", []))
+    decision = decide(entries)
+    if decision is None:
+        return original(client, operation_name, api_params)
+    if isinstance(decision, str):
+        INJECTED[decision] = INJECTED.get(decision, 0) + 1
+        raise ClientError({"Error": {"Code": decision, "Message": "injected"}}, operation_name)
+    through = [e for e, code in zip(entries, decision, strict=True) if code is None]
+    answered = (
+        iter(original(client, operation_name, {**api_params, "Entries": through})["Entries"]) if through else iter([])
+    )
+    results: list[dict[str, Any]] = []
+    for code in decision:
+        if code is None:
+            results.append(next(answered))
+        else:
+            INJECTED[code] = INJECTED.get(code, 0) + 1
+            results.append({"ErrorCode": code, "ErrorMessage": "injected"})
+    failed = sum(1 for r in results if r.get("ErrorCode"))
+    return {"FailedEntryCount": failed, "Entries": results}
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from infra.api_calls import intercept_service
 from infra.template import LOCAL_REGION
 
 # What can go wrong at the DynamoDB client, and where.
@@ -109,32 +110,22 @@ def _cancelled(client: Any, operation: str, params: dict[str, Any], code: str, m
 
 
 _active = threading.local()
-_patch_lock = threading.Lock()
-_patched = False
 
 
 def install_fault_hook() -> None:
-    """Patch `BaseClient._make_api_call` once; it consults the calling thread's injector, if any.
+    """DynamoDB calls consult the calling thread's injector, if any (`infra.api_calls`, installed once).
 
     Above botocore's own retry layer: a fault reaches the handler as if botocore's retries
     were spent (throttling) or as the one answer that counts (timeout, cancellation).
     """
-    global _patched
-    with _patch_lock:
-        if _patched:
-            return
-        from botocore.client import BaseClient
+    intercept_service("dynamodb", _through_thread_injector)
 
-        original = BaseClient._make_api_call
 
-        def make_api_call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-            injector: FaultInjector | None = getattr(_active, "injector", None)
-            if injector is None or self.meta.service_model.service_name != "dynamodb":
-                return original(self, operation_name, api_params)
-            return injector.call(original, self, operation_name, api_params)
-
-        BaseClient._make_api_call = make_api_call  # type: ignore[method-assign]
-        _patched = True
+def _through_thread_injector(original: Callable[..., Any], client: Any, operation_name: str, params: Any) -> Any:
+    injector: FaultInjector | None = getattr(_active, "injector", None)
+    if injector is None:
+        return original(client, operation_name, params)
+    return injector.call(original, client, operation_name, params)
 
 
 @contextlib.contextmanager
