@@ -28,7 +28,6 @@ from collections import Counter
 from typing import Any
 
 from bench.harness import STACK, prepare_environment
-from infra.template import LOCAL_REGION
 
 
 class CountingQueue:
@@ -136,15 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commitments", type=int, default=100_000)
     args = parser.parse_args(argv)
 
-    import boto3
-
-    from infra.dynamodb_local import DynamoDBLocal
-    from infra.world import create_tables, environment_variable
+    from infra.world import ENGINE_DYNAMODB_LOCAL, local_world
     from tokenledger.service.predictions import SettlementRequest
 
     prepare_environment()
-    with DynamoDBLocal() as server, environment_variable("AWS_ENDPOINT_URL_DYNAMODB", server.endpoint_url):
-        create_tables(STACK, boto3.client("dynamodb", region_name=LOCAL_REGION))
+    with local_world(STACK, ENGINE_DYNAMODB_LOCAL):
         results = []
         if args.payouts:
             users = [f"u-{uuid.uuid4().hex[:12]}" for _ in range(args.payouts)]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,19 +101,15 @@ def measure(counting: Counting, label: str, work: Any) -> dict[str, Any]:
 
 
 def run(entries: int) -> dict[str, Any]:
-    import boto3
-
-    from infra.dynamodb_local import DynamoDBLocal
     from infra.invariants import entry_pages
-    from infra.world import create_tables
+    from infra.world import ENGINE_DYNAMODB_LOCAL, local_world
     from tokenledger.bootstrap import Settings, build_repository
     from tokenledger.service.statements import balance_at, statement, verify_statement
 
-    for name, value in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local")):
-        os.environ.setdefault(name, value)
-    with DynamoDBLocal() as server:
-        client = boto3.client("dynamodb", endpoint_url=server.endpoint_url, region_name="us-east-1")
-        tables = create_tables(Stack(), client)
+    stack = Stack()
+    with local_world(stack, ENGINE_DYNAMODB_LOCAL) as world:
+        client = world.dynamodb
+        tables = {logical_id: table["TableName"] for logical_id, table in stack.table_definitions().items()}
         seconds = seed(client, tables, entries)
         counting = Counting(client)
         settings = Settings(
