@@ -268,7 +268,7 @@ def _moto_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     from infra.dynamodb_local import find_free_port
-    from infra.world import create_buckets, create_secrets, create_tables
+    from infra.world import create_resources
 
     port = find_free_port()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -279,9 +279,7 @@ def _moto_server() -> Iterator[str]:
         session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=BASE_ENV["AWS_REGION"]
         )
-        create_tables(STACK, session.client("dynamodb", endpoint_url=endpoint))
-        create_buckets(STACK, session.client("s3", endpoint_url=endpoint))
-        create_secrets(STACK, session.client("secretsmanager", endpoint_url=endpoint), secret_values())
+        create_resources(STACK, secret_values(), client=lambda service: session.client(service, endpoint_url=endpoint))
         yield endpoint
     finally:
         server.stop()

@@ -124,13 +124,15 @@ class LocalCheckout:
         if found is None:
             return _page("Not found", "<h1>Not found</h1>", 404)
         session_id, action = found.groups()
-        if method == "GET" and action is None:
-            return self.checkout_page(session_id)
-        if method == "POST" and action == "/pay":
-            return self.pay(session_id)
-        if method == "POST" and action == "/cancel":
-            return self.cancel(session_id)
-        return _page("Not allowed", "<h1>Method not allowed</h1>", 405)
+        actions: dict[tuple[str, str | None], Callable[[str], Page]] = {
+            ("GET", None): self.checkout_page,
+            ("POST", "/pay"): self.pay,
+            ("POST", "/cancel"): self.cancel,
+        }
+        act = actions.get((method, action))
+        if act is None:
+            return _page("Not allowed", "<h1>Method not allowed</h1>", 405)
+        return act(session_id)
 
     # ------------------------------------------------------------ pages
     def checkout_page(self, session_id: str) -> Page:

@@ -20,6 +20,7 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,20 +116,28 @@ class ConsoleSite:
             return 302, b"", "text/plain", {"location": PREFIX + "/"}
         rest = path.removeprefix(PREFIX + "/")
         if rest.startswith("dev/") or rest == "config.json":
-            if not is_loopback(client_host):
-                return _problem(403, "forbidden", "the console's development helpers answer this machine only")
-            if rest == "config.json" and method in ("GET", "HEAD"):
-                return _json(200, self.config())
-            if rest == "dev/token" and method == "POST":
-                return self._dev_token(raw)
-            if rest == "dev/reconcile" and method == "POST":
-                return self._dev_reconcile()
-            return _problem(405 if rest in ("config.json", "dev/token", "dev/reconcile") else 404, "not_found", path)
+            return self._dev(method, rest, raw, client_host)
         if method not in ("GET", "HEAD"):
             return _problem(405, "method_not_allowed", "the console's files are read-only")
         if rest.startswith("vendor/"):
             return self._vendor(rest.removeprefix("vendor/"))
         return self._static(rest or "index.html")
+
+    def _dev(self, method: str, rest: str, raw: bytes, client_host: str) -> Reply:
+        """The development helpers (`config.json`, `dev/...`): for this machine only."""
+        if not is_loopback(client_host):
+            return _problem(403, "forbidden", "the console's development helpers answer this machine only")
+        helpers: dict[tuple[str, str], Callable[[], Reply]] = {
+            ("config.json", "GET"): lambda: _json(200, self.config()),
+            ("config.json", "HEAD"): lambda: _json(200, self.config()),
+            ("dev/token", "POST"): lambda: self._dev_token(raw),
+            ("dev/reconcile", "POST"): self._dev_reconcile,
+        }
+        helper = helpers.get((rest, method))
+        if helper is None:
+            known = rest in ("config.json", "dev/token", "dev/reconcile")
+            return _problem(405 if known else 404, "not_found", PREFIX + "/" + rest)
+        return helper()
 
     def config(self) -> dict[str, Any]:
         parameters = self.local.stack.template.get("Parameters", {})

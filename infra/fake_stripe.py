@@ -124,18 +124,25 @@ class FakeStripe:
             return _error(401, "invalid_request_error", "Invalid API Key provided")
         if method == "POST" and path == "/v1/checkout/sessions":
             return self._create(lowered.get("idempotency-key"), body)
+        found = self._retrieve(path) if method == "GET" else None
+        if found is not None:
+            return found
+        return _error(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path})")
+
+    def _retrieve(self, path: str) -> FakeReply | None:
+        """GET of a session or a payment intent (or a 404 of one), None for any other path."""
         with self._lock:
-            if method == "GET" and (found := _SESSION_PATH.match(path)):
+            if found := _SESSION_PATH.match(path):
                 session = self.sessions.get(found.group(1))
                 if session is not None:
                     return FakeReply(200, self._public(session))
                 return _error(404, "invalid_request_error", "No such checkout session", code="resource_missing")
-            if method == "GET" and (found := _PAYMENT_PATH.match(path)):
+            if found := _PAYMENT_PATH.match(path):
                 session_id = self.payments.get(found.group(1))
                 if session_id is not None:
                     return FakeReply(200, self._payment_intent(found.group(1), self.sessions[session_id]))
                 return _error(404, "invalid_request_error", "No such payment_intent", code="resource_missing")
-        return _error(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path})")
+        return None
 
     def _create(self, idempotency_key: str | None, body: bytes) -> FakeReply:
         if len(body) > FORM_BYTES_MAX:

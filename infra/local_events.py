@@ -54,30 +54,17 @@ class LocalEvents:
     # One return per refusal (401, 403, 404, each 422), in the order they are checked.
     def respond(self, query: Mapping[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:  # noqa: PLR0911
         """(status, body) of `GET /_local/events`; problems as (status, problem fields)."""
-        try:
-            claims = devauth.verify(devauth.bearer_token(authorization))
-        except devauth.InvalidToken as refused:
-            return 401, {"code": "unauthorized", "detail": str(refused)}
-        if ADMIN_GROUP not in (claims.get(devauth.GROUPS_CLAIM) or []):
-            return 403, {"code": "forbidden", "detail": "following the bus is for the admin group"}
-        if not self.followable:
-            return 404, {"code": "not_found", "detail": "the bus of --engine endpoint is not followable here"}
+        refused = self._refusal(authorization)
+        if refused is not None:
+            return refused
+        problem = _query_problem(query)
+        if problem is not None:
+            return 422, {"code": "validation_error", "detail": problem}
         raw_after = query.get("after", "0")
-        raw_wait = query.get("wait", "0")
+        after = BUS_LOG.end if raw_after == "now" else int(raw_after)
+        wait = min(float(query.get("wait", "0")), WAIT_S_MAX)
         user = query.get("user_id")
         detail_type = query.get("detail_type")
-        if raw_after == "now":
-            after = BUS_LOG.end
-        elif re.fullmatch(r"[0-9]{1,12}", raw_after):
-            after = int(raw_after)
-        else:
-            return 422, {"code": "validation_error", "detail": "after must be a position (0..) or now"}
-        if not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3})?", raw_wait):
-            return 422, {"code": "validation_error", "detail": f"wait must be seconds, 0..{WAIT_S_MAX:.0f}"}
-        wait = min(float(raw_wait), WAIT_S_MAX)
-        for name, value in (("user_id", user), ("detail_type", detail_type)):
-            if value is not None and not 0 < len(value) <= FILTER_CHARS_MAX:
-                return 422, {"code": "validation_error", "detail": f"{name} must be 1..{FILTER_CHARS_MAX} characters"}
 
         def accept(event: dict[str, Any]) -> bool:
             if detail_type is not None and event.get("detail-type") != detail_type:
@@ -86,3 +73,29 @@ class LocalEvents:
 
         events, end = BUS_LOG.since(after, wait_s=wait, accept=accept)
         return 200, {"events": events, "next": end}
+
+    def _refusal(self, authorization: str | None) -> tuple[int, dict[str, Any]] | None:
+        """Why this caller may not follow the bus (401, 403, or 404 when not followable), if so."""
+        try:
+            claims = devauth.verify(devauth.bearer_token(authorization))
+        except devauth.InvalidToken as refused:
+            return 401, {"code": "unauthorized", "detail": str(refused)}
+        if ADMIN_GROUP not in (claims.get(devauth.GROUPS_CLAIM) or []):
+            return 403, {"code": "forbidden", "detail": "following the bus is for the admin group"}
+        if not self.followable:
+            return 404, {"code": "not_found", "detail": "the bus of --engine endpoint is not followable here"}
+        return None
+
+
+def _query_problem(query: Mapping[str, str]) -> str | None:
+    """What is wrong with the query (`after`, `wait`, the filters), if anything."""
+    raw_after = query.get("after", "0")
+    if raw_after != "now" and not re.fullmatch(r"[0-9]{1,12}", raw_after):
+        return "after must be a position (0..) or now"
+    if not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3})?", query.get("wait", "0")):
+        return f"wait must be seconds, 0..{WAIT_S_MAX:.0f}"
+    for name in ("user_id", "detail_type"):
+        value = query.get(name)
+        if value is not None and not 0 < len(value) <= FILTER_CHARS_MAX:
+            return f"{name} must be 1..{FILTER_CHARS_MAX} characters"
+    return None

@@ -15,7 +15,7 @@ import copy
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,15 +153,19 @@ def drop_tables(stack: Stack, dynamodb: Any) -> None:
             dynamodb.delete_table(TableName=definition["TableName"])
 
 
-def create_resources(stack: Stack, dynamodb: Any, secrets: Mapping[str, str] | None = None) -> None:
-    """Every table (on `dynamodb`), bucket, secret, bus and queue of the template, on the current endpoints."""
-    import boto3
+def create_resources(
+    stack: Stack, secrets: Mapping[str, str] | None = None, *, client: Callable[[str], Any] | None = None
+) -> None:
+    """Every table, bucket, secret, bus and queue of the template.
 
-    create_tables(stack, dynamodb)
-    create_buckets(stack, boto3.client("s3", region_name=LOCAL_REGION))
-    create_secrets(stack, boto3.client("secretsmanager", region_name=LOCAL_REGION), dict(secrets or {}))
-    create_event_buses(stack, boto3.client("events", region_name=LOCAL_REGION))
-    create_queues(stack, boto3.client("sqs", region_name=LOCAL_REGION))
+    `client(service)` makes the clients (default: boto3's, on the current endpoints, local region).
+    """
+    client = client or _Clients()
+    create_tables(stack, client("dynamodb"))
+    create_buckets(stack, client("s3"))
+    create_secrets(stack, client("secretsmanager"), dict(secrets or {}))
+    create_event_buses(stack, client("events"))
+    create_queues(stack, client("sqs"))
 
 
 # ---------------------------------------------------------------- the environment
@@ -256,17 +260,25 @@ def local_world(
                 scope.enter_context(environment_variable(DYNAMODB_ENDPOINT_ENV_VAR, dynamodb_endpoint))
             make_moto_atomic()
             scope.enter_context(_mock_aws(dynamodb_endpoint))
-        dynamodb = _dynamodb_client(engine, dynamodb_endpoint)
+        clients = _Clients()
+        dynamodb = clients("dynamodb")
+        if engine == ENGINE_DYNAMODB_LOCAL and dynamodb.meta.endpoint_url != dynamodb_endpoint:
+            raise RuntimeError(f"boto3 ignored {DYNAMODB_ENDPOINT_ENV_VAR}: {dynamodb.meta.endpoint_url}")
         if fresh_tables and engine == ENGINE_DYNAMODB_LOCAL:  # moto's account is new each time
             drop_tables(stack, dynamodb)
-        create_resources(stack, dynamodb, secrets)
+        create_resources(stack, secrets, client=clients)
         yield LocalWorld(stack, engine, dynamodb, dynamodb_endpoint)
 
 
-def _dynamodb_client(engine: str, dynamodb_endpoint: str | None) -> Any:
-    import boto3
+class _Clients:
+    """boto3 clients on the current endpoints in the local region, one per service."""
 
-    dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
-    if engine == ENGINE_DYNAMODB_LOCAL and dynamodb.meta.endpoint_url != dynamodb_endpoint:
-        raise RuntimeError(f"boto3 ignored {DYNAMODB_ENDPOINT_ENV_VAR}: {dynamodb.meta.endpoint_url}")
-    return dynamodb
+    def __init__(self) -> None:
+        self._made: dict[str, Any] = {}
+
+    def __call__(self, service: str) -> Any:
+        import boto3
+
+        if service not in self._made:
+            self._made[service] = boto3.client(service, region_name=LOCAL_REGION)
+        return self._made[service]
