@@ -110,8 +110,7 @@ class ConsoleSite:
     def handles(path: str) -> bool:
         return path == PREFIX or path.startswith(PREFIX + "/")
 
-    # One return per route or refusal, in the order they are checked (loopback before method).
-    def respond(self, method: str, path: str, raw: bytes, client_host: str) -> Reply:  # noqa: PLR0911
+    def respond(self, method: str, path: str, raw: bytes, client_host: str) -> Reply:
         if path in (PREFIX, PREFIX + "/index.html"):
             return 302, b"", "text/plain", {"location": PREFIX + "/"}
         rest = path.removeprefix(PREFIX + "/")

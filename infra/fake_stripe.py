@@ -117,8 +117,7 @@ class FakeStripe:
             return len(self.sessions)
 
     # ------------------------------------------------------------ the API
-    # One return per Stripe route and per Stripe error, as Stripe answers them.
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> FakeReply:  # noqa: PLR0911
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> FakeReply:
         lowered = {k.lower(): v for k, v in headers.items()}
         if lowered.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, "invalid_request_error", "Invalid API Key provided")

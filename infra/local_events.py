@@ -51,8 +51,7 @@ class LocalEvents:
         for mapping in self.mappings:
             mapping.stop()
 
-    # One return per refusal (401, 403, 404, each 422), in the order they are checked.
-    def respond(self, query: Mapping[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:  # noqa: PLR0911
+    def respond(self, query: Mapping[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
         """(status, body) of `GET /_local/events`; problems as (status, problem fields)."""
         refused = self._refusal(authorization)
         if refused is not None:
