@@ -47,9 +47,10 @@ def _serial(c: Chooser) -> str:
     return c.key().replace("-", "_")  # Stripe ids are [A-Za-z0-9_]
 
 
-def _purchases(c: Chooser) -> list[tuple[Op, dict[str, Any]]]:
-    """Recent acknowledged purchases of any client, each with what its event was about."""
-    return [(op, op.stripe) for op in c.workload.recent_purchases() if op.stripe is not None]
+def _earlier_purchase(c: Chooser) -> tuple[Op, dict[str, Any]] | None:
+    """One recent acknowledged purchase of any client, with what its event was about; None before any."""
+    purchases = [(op, op.stripe) for op in c.workload.recent_purchases() if op.stripe is not None]
+    return c.rng.choice(purchases) if purchases else None
 
 
 def _follow_up(c: Chooser, number: int, kind: str, purchase: tuple[Op, dict[str, Any]], event: dict[str, Any]) -> Op:
@@ -75,10 +76,10 @@ def purchase(c: Chooser, number: int) -> Op:
 
 def redelivery(c: Chooser, number: int) -> Op | None:
     """The same event again (Stripe retries), or the other event for the same session."""
-    purchases = _purchases(c)
-    if not purchases:
+    earlier = _earlier_purchase(c)
+    if earlier is None:
         return None
-    origin, about = c.rng.choice(purchases)
+    origin, about = earlier
     event = dict(about["event"])
     if c.rng.random() < 0.3:  # both "completed" and "async_payment_succeeded" for one session
         other = (
@@ -93,10 +94,10 @@ def redelivery(c: Chooser, number: int) -> Op | None:
 
 
 def refund(c: Chooser, number: int) -> Op | None:
-    purchases = _purchases(c)
-    if not purchases:
+    earlier = _earlier_purchase(c)
+    if earlier is None:
         return None
-    origin, about = c.rng.choice(purchases)
+    origin, about = earlier
     serial = _serial(c)
     refunded = c.rng.choice((250, 500, CHARGE_AMOUNT))
     event = charge_refunded_event(
@@ -106,10 +107,10 @@ def refund(c: Chooser, number: int) -> Op | None:
 
 
 def dispute(c: Chooser, number: int) -> Op | None:
-    purchases = _purchases(c)
-    if not purchases:
+    earlier = _earlier_purchase(c)
+    if earlier is None:
         return None
-    origin, about = c.rng.choice(purchases)
+    origin, about = earlier
     serial = _serial(c)
     event = dispute_created_event(
         about["payment"], amount=CHARGE_AMOUNT, event_id=f"evt_{serial}", dispute_id=f"dp_{serial}"
