@@ -58,23 +58,19 @@ class EventSource:
 
 def event_sources(stack: Stack) -> list[EventSource]:
     sources = []
-    for spec in stack.functions().values():
-        for event in spec.events.values():
-            if event.get("Type") != "SQS":
-                continue
-            props = event.get("Properties", {})
-            queue = props["Queue"]
-            logical = queue["Fn::GetAtt"][0] if isinstance(queue, dict) and "Fn::GetAtt" in queue else None
-            if logical is None:
-                raise ValueError(f"{spec.logical_id}: an SQS event names its queue with !GetAtt <Queue>.Arn")
-            sources.append(
-                EventSource(
-                    function=spec.logical_id,
-                    queue=logical,
-                    batch_size=int(props.get("BatchSize", 10)),
-                    reports_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
-                )
+    for spec, _name, props in stack.function_events("SQS"):
+        queue = props["Queue"]
+        logical = queue["Fn::GetAtt"][0] if isinstance(queue, dict) and "Fn::GetAtt" in queue else None
+        if logical is None:
+            raise ValueError(f"{spec.logical_id}: an SQS event names its queue with !GetAtt <Queue>.Arn")
+        sources.append(
+            EventSource(
+                function=spec.logical_id,
+                queue=logical,
+                batch_size=int(props.get("BatchSize", 10)),
+                reports_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
             )
+        )
     return sources
 
 

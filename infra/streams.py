@@ -52,29 +52,25 @@ class MappingSpec:
 
 def stream_mappings(stack: Stack) -> list[MappingSpec]:
     found = []
-    for spec in stack.functions().values():
-        for name, event in spec.events.items():
-            if event.get("Type") != "DynamoDB":
-                continue
-            props = event.get("Properties", {})
-            stream = props.get("Stream", {})
-            table = (stream.get("Fn::GetAtt") or [""])[0] if isinstance(stream, dict) else ""
-            names: set[str] | None = None
-            for flt in (props.get("FilterCriteria") or {}).get("Filters", []):
-                pattern = json.loads(flt["Pattern"])
-                names = (names or set()) | set(pattern.get("eventName", []))
-            found.append(
-                MappingSpec(
-                    function=spec.logical_id,
-                    event_name=name,
-                    table=str(table),
-                    batch_size=int(props.get("BatchSize", 100)),
-                    retry_attempts_max=int(props.get("MaximumRetryAttempts", -1)),
-                    bisect=bool(props.get("BisectBatchOnFunctionError", False)),
-                    report_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
-                    event_names=frozenset(names) if names is not None else None,
-                )
+    for spec, name, props in stack.function_events("DynamoDB"):
+        stream = props.get("Stream", {})
+        table = (stream.get("Fn::GetAtt") or [""])[0] if isinstance(stream, dict) else ""
+        names: set[str] | None = None
+        for flt in (props.get("FilterCriteria") or {}).get("Filters", []):
+            pattern = json.loads(flt["Pattern"])
+            names = (names or set()) | set(pattern.get("eventName", []))
+        found.append(
+            MappingSpec(
+                function=spec.logical_id,
+                event_name=name,
+                table=str(table),
+                batch_size=int(props.get("BatchSize", 100)),
+                retry_attempts_max=int(props.get("MaximumRetryAttempts", -1)),
+                bisect=bool(props.get("BisectBatchOnFunctionError", False)),
+                report_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                event_names=frozenset(names) if names is not None else None,
             )
+        )
     return found
 
 

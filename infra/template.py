@@ -272,22 +272,27 @@ class Stack:
             for logical_id, resource in self.of_type("AWS::Serverless::HttpApi").items()
         }
         routes = []
-        for spec in self.functions().values():
-            for event in spec.events.values():
-                if event.get("Type") != "HttpApi":
-                    continue
-                props = event.get("Properties", {})
-                api = props.get("ApiId", {}).get("Ref") if isinstance(props.get("ApiId"), dict) else None
-                auth = (props.get("Auth") or {}).get("Authorizer", api_auth.get(api or ""))
-                routes.append(
-                    Route(
-                        method=str(props["Method"]).upper(),
-                        path=str(props["Path"]),
-                        function=spec.logical_id,
-                        authorized=auth not in (None, "NONE"),
-                    )
+        for spec, _name, props in self.function_events("HttpApi"):
+            api = props.get("ApiId", {}).get("Ref") if isinstance(props.get("ApiId"), dict) else None
+            auth = (props.get("Auth") or {}).get("Authorizer", api_auth.get(api or ""))
+            routes.append(
+                Route(
+                    method=str(props["Method"]).upper(),
+                    path=str(props["Path"]),
+                    function=spec.logical_id,
+                    authorized=auth not in (None, "NONE"),
                 )
+            )
         return routes
+
+    def function_events(self, event_type: str) -> list[tuple[FunctionSpec, str, dict[str, Any]]]:
+        """Every function event of `event_type` (HttpApi, SQS, DynamoDB, ...): (function, event name, Properties)."""
+        return [
+            (spec, name, event.get("Properties", {}))
+            for spec in self.functions().values()
+            for name, event in spec.events.items()
+            if event.get("Type") == event_type
+        ]
 
     def environment(self) -> dict[str, str]:
         """Every function's environment merged (they agree on shared names)."""
