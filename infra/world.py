@@ -112,14 +112,24 @@ def create_tables(stack: Stack, dynamodb: Any) -> dict[str, str]:
     return names
 
 
-def create_buckets(stack: Stack, s3: Any) -> dict[str, str]:
+def _create_each(
+    stack: Stack, resource_type: str, create: Callable[[str], object], already_exists: type[Exception]
+) -> dict[str, str]:
+    """Create every resource of one type the template declares (an existing one is kept); logical id -> name."""
     names = {}
-    for logical_id in stack.of_type("AWS::S3::Bucket"):
+    for logical_id in stack.of_type(resource_type):
         name = stack.physical_name(logical_id)
         names[logical_id] = name
-        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-            s3.create_bucket(Bucket=name)
+        with contextlib.suppress(already_exists):
+            create(name)
     return names
+
+
+def create_buckets(stack: Stack, s3: Any) -> dict[str, str]:
+    """Create every S3 bucket the template declares; returns logical id -> name."""
+    return _create_each(
+        stack, "AWS::S3::Bucket", lambda name: s3.create_bucket(Bucket=name), s3.exceptions.BucketAlreadyOwnedByYou
+    )
 
 
 def create_secrets(stack: Stack, secretsmanager: Any, values: dict[str, str]) -> dict[str, str]:
@@ -138,13 +148,12 @@ def create_secrets(stack: Stack, secretsmanager: Any, values: dict[str, str]) ->
 
 def create_event_buses(stack: Stack, events: Any) -> dict[str, str]:
     """Create every EventBridge bus the template declares; returns logical id -> name."""
-    names = {}
-    for logical_id in stack.of_type("AWS::Events::EventBus"):
-        name = stack.physical_name(logical_id)
-        names[logical_id] = name
-        with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
-            events.create_event_bus(Name=name)
-    return names
+    return _create_each(
+        stack,
+        "AWS::Events::EventBus",
+        lambda name: events.create_event_bus(Name=name),
+        events.exceptions.ResourceAlreadyExistsException,
+    )
 
 
 def drop_tables(stack: Stack, dynamodb: Any) -> None:
