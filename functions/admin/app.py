@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
+import tokenledger.coldstart  # isort: skip - first: it trims what the imports below load
 
 import re
 from typing import Annotated, Any
@@ -239,3 +239,6 @@ def get_settlement(prediction_id: PredictionId) -> Response[dict]:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)
+
+
+tokenledger.coldstart.end_of_init()  # the last line: init is over (tokenledger/coldstart.py, 5.)

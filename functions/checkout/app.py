@@ -7,7 +7,7 @@ the webhook, from the catalog, once the payment succeeds.
 
 from __future__ import annotations
 
-import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
+import tokenledger.coldstart  # isort: skip - first: it trims what the imports below load
 
 from typing import Annotated
 
@@ -62,3 +62,6 @@ def create_checkout_session(body: Annotated[CheckoutSessionIn, Body()]) -> Respo
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)
+
+
+tokenledger.coldstart.end_of_init()  # the last line: init is over (tokenledger/coldstart.py, 5.)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
+import tokenledger.coldstart  # isort: skip - first: it trims what the imports below load
 
 from typing import Any
 
@@ -32,3 +32,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         admin_ops.open_account(user_id, welcome_grant_tokens=WELCOME_GRANT_TOKENS)
         logger.info("account opened", extra={"user_id": user_id, "welcome_grant_tokens": WELCOME_GRANT_TOKENS})
     return event
+
+
+tokenledger.coldstart.end_of_init()  # the last line: init is over (tokenledger/coldstart.py, 5.)

@@ -15,7 +15,7 @@ publishes again.
 
 from __future__ import annotations
 
-import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
+import tokenledger.coldstart  # isort: skip - first: it trims what the imports below load
 
 from typing import Any
 
@@ -87,3 +87,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if publisher is not None:
         publisher.publish([reconciliation_event(report)])
     return report
+
+
+tokenledger.coldstart.end_of_init()  # the last line: init is over (tokenledger/coldstart.py, 5.)

@@ -7,7 +7,7 @@ settlement resumes from its recorded progress either way.
 
 from __future__ import annotations
 
-import tokenledger.coldstart  # noqa: F401  # isort: skip - first: it trims what the imports below load
+import tokenledger.coldstart  # isort: skip - first: it trims what the imports below load
 
 import json
 from typing import Any
@@ -46,3 +46,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             logger.exception("settlement message failed", extra={"error_type": type(error).__name__})
             failures.append({"itemIdentifier": message_id})
     return {"batchItemFailures": failures}
+
+
+tokenledger.coldstart.end_of_init()  # the last line: init is over (tokenledger/coldstart.py, 5.)

@@ -35,6 +35,19 @@ def test_every_function_imports_coldstart_before_anything_else(function: str) ->
     )
 
 
+def _last_statement(path: Path) -> str:
+    return ast.unparse(ast.parse(path.read_text(encoding="utf-8")).body[-1])
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_every_function_ends_its_init_with_the_collector_back_on(function: str) -> None:
+    # On Lambda the collector is off from coldstart's first line; a module that did not end
+    # its init would run every request with it off, and its cyclic garbage would never be freed.
+    assert _last_statement(FUNCTIONS[function].handler_file) == "tokenledger.coldstart.end_of_init()", (
+        f"{function}: end the module with `tokenledger.coldstart.end_of_init()` (tokenledger/coldstart.py, 5.)"
+    )
+
+
 def _package(root: Path, name: str, init: str, modules: dict[str, str]) -> None:
     package = root / name
     package.mkdir()
@@ -99,7 +112,7 @@ def test_in_a_fresh_function_process_unused_powertools_and_unbuilt_models_stay_o
     # routes and its validation still work; what it does not use is not loaded or built.
     script = textwrap.dedent(
         """
-        import json, sys
+        import gc, json, sys
         import app
         from tokenledger.http import requests
         from tokenledger.http.schemas import WriteOut, model_of
@@ -114,6 +127,9 @@ def test_in_a_fresh_function_process_unused_powertools_and_unbuilt_models_stay_o
             "built_on_use": CommitmentIn.__pydantic_complete__,
             "resolver": type(app.app).__name__,
             "plugins": __import__("os").environ.get("PYDANTIC_DISABLE_PLUGINS"),
+            "collection_paused_during_init": app.tokenledger.coldstart.COLLECTION_PAUSED,
+            "collector_on_after_init": gc.isenabled(),
+            "init_frozen": gc.get_freeze_count() > 10_000,
         }))
         """
     ).replace("import app\n", "import app\nloaded = set(sys.modules)\n")
@@ -127,6 +143,7 @@ def test_in_a_fresh_function_process_unused_powertools_and_unbuilt_models_stay_o
         "POWERTOOLS_SERVICE_NAME": "tokenledger",
         **writes.environment,
         "XRAY_SDK_TRACING": "disabled",
+        "LAMBDA_TASK_ROOT": str(writes.code_dir),
     }
     done = subprocess.run(
         [sys.executable, "-c", script],
@@ -148,7 +165,21 @@ def test_in_a_fresh_function_process_unused_powertools_and_unbuilt_models_stay_o
         "built_on_use": True,
         "resolver": "LedgerResolver",  # APIGatewayHttpResolver, deciding 401/403 before the body (api.py)
         "plugins": "__all__",
+        "collection_paused_during_init": True,
+        "collector_on_after_init": True,
+        "init_frozen": True,  # what init made is in the permanent generation
     }
+
+
+def test_off_lambda_the_collector_is_left_alone() -> None:
+    import gc
+
+    from tokenledger import coldstart
+
+    assert not coldstart.COLLECTION_PAUSED  # the test process has no LAMBDA_TASK_ROOT
+    frozen = gc.get_freeze_count()
+    coldstart.end_of_init()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
 def test_a_lazy_client_is_made_once_on_first_use_and_answers_as_the_client() -> None:
