@@ -173,8 +173,10 @@ def measure(*, runs: int, breakdown_runs: int, warm_requests: int = 200) -> dict
             specs = _code_as_deployed(Path(scratch))
             figures = _measure(specs, runs=runs, breakdown_runs=breakdown_runs, requests=requests)
             if layer is not None:
+                packages = _measure_packages_without_bytecode(specs, runs=runs, requests=requests)
                 os.environ["BENCH_COLD_START_LAYER"] = str(without_bytecode(layer))
                 figures["_without_bytecode"] = _measure_without_bytecode(specs, runs=runs, requests=requests)
+                figures["_without_bytecode"]["packages"] = packages
         finally:
             os.environ.pop("BENCH_COLD_START_ENDPOINT", None)
             os.environ.pop("BENCH_COLD_START_LAYER", None)
@@ -295,37 +297,21 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def _code_as_deployed(scratch: Path) -> dict[str, FunctionSpec]:
-    """Each function's code folder copied without bytecode, as SAM packages it (so .pyc files
-    left by the tests in the working tree do not make the handler modules look cheaper)."""
+    """Each function's package as `sam build` makes it: the function's own recipe's output
+    (`function_package`) for a function built by a Makefile, else its code folder copied
+    without bytecode, as SAM's python builder ships it (so .pyc files left by the tests in the
+    working tree do not make the handler modules look cheaper)."""
     specs = {}
     for name, spec in STACK.functions().items():
         code = scratch / "code" / name
-        shutil.copytree(spec.code_dir, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        requirements = spec.code_dir / "requirements.txt"
-        if requirements.is_file():
-            dependencies = _function_dependencies(requirements)
-            if dependencies is not None:
-                shutil.copytree(dependencies, code, dirs_exist_ok=True)
+        package, _how = function_package(spec) if recipe_of(name) else (None, "")
+        if package is not None:
+            shutil.copytree(package, code)
+            _refresh_sources(spec.code_dir, code, TASK_ROOT, pattern="*.py")
+        else:
+            shutil.copytree(spec.code_dir, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         specs[name] = dataclasses.replace(spec, code_dir=code)
     return specs
-
-
-def _function_dependencies(requirements: Path) -> Path | None:
-    """A function's own requirements (e.g. stripe), installed as SAM's python builder ships
-    them into the function's package: this machine's wheels, no bytecode. Cached."""
-    key = requirements.read_bytes() + sys.version.encode()
-    target = LAYER_CACHE / f"function-{hashlib.sha256(key).hexdigest()[:16]}"
-    if (target / ".complete").is_file():
-        return target
-    shutil.rmtree(target, ignore_errors=True)
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
-    command += ["--target", str(target), "-r", str(requirements)]
-    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
-    if done.returncode != 0:
-        shutil.rmtree(target, ignore_errors=True)
-        return None
-    (target / ".complete").write_text("installed\n")
-    return target
 
 
 def _measure_without_bytecode(
@@ -339,6 +325,34 @@ def _measure_without_bytecode(
         floor.append(_sample(None)["cpu_ms"])
         handler.append(_sample(specs[name])["cpu_ms"])
     return {"function": name, "floor_cpu_ms_median": _median(floor), "import_cpu_ms_median": _median(handler)}
+
+
+def _measure_packages_without_bytecode(
+    specs: dict[str, FunctionSpec], *, runs: int, requests: dict[str, Path]
+) -> dict[str, Any]:
+    """Each function built by its own recipe, import and first request with its package as
+    built and without its bytecode (what SAM's python builder would ship), sampled in pairs;
+    the layer has its bytecode in both."""
+    bare = {
+        name: dataclasses.replace(spec, code_dir=without_bytecode(spec.code_dir, spec.code_dir.name + "-no-bytecode"))
+        for name, spec in specs.items()
+        if recipe_of(name)
+    }
+    taken: dict[str, dict[str, list[dict[str, Any]]]] = {n: {"with": [], "without": []} for n in bare}
+    for _ in range(runs):
+        for name, bare_spec in bare.items():
+            taken[name]["with"].append(_sample(specs[name], requests.get(name)))
+            taken[name]["without"].append(_sample(bare_spec, requests.get(name)))
+    out: dict[str, Any] = {}
+    for name, pair in taken.items():
+        out[name] = {}
+        for variant, samples in pair.items():
+            row = {"import_cpu_ms_median": _median([s["cpu_ms"] for s in samples])}
+            if all("first_cpu_ms" in s for s in samples):
+                row["first_cpu_ms_median"] = _median([s["first_cpu_ms"] for s in samples])
+                row["import_and_first_cpu_ms_median"] = _median([s["cpu_ms"] + s["first_cpu_ms"] for s in samples])
+            out[name][variant] = row
+    return out
 
 
 def _measure(
@@ -506,7 +520,55 @@ def _tree_bytes(path: Path, *, bytecode: bool = True) -> int:
     )
 
 
-LAYER_RECIPE = REPO_ROOT / "shared" / "Makefile"
+TASK_ROOT = "/var/task"  # where Lambda unpacks a function's package (LAMBDA_TASK_ROOT)
+LAYER_ROOT = "/opt/python"  # where the layer's python/ folder is mounted
+
+
+def recipe_of(logical_id: str) -> Path | None:
+    """The Makefile `sam build` runs for a resource with `BuildMethod: makefile`: its
+    `ContextPath`'s, else its code folder's. None for SAM's own builders."""
+    resource = STACK.resources[logical_id]
+    metadata = resource.get("Metadata") or {}
+    if metadata.get("BuildMethod") != "makefile":
+        return None
+    props = resource.get("Properties", {})
+    folder = metadata.get("ContextPath") or props.get("CodeUri") or props.get("ContentUri")
+    return REPO_ROOT / str(folder) / "Makefile"
+
+
+def _recipe_build(logical_id: str, source: Path, target_platform: str) -> tuple[Path | None, str]:
+    """`make build-<logical_id>` of the resource's recipe, run in `source` as `sam build` does
+    (ARTIFACTS_DIR set), with this interpreter; `native`: this machine's wheels, `arm64`: the
+    recipe's own (Lambda's). Cached by the recipe, the requirements, the platform and this
+    Python; returns the artifacts folder, or None and why."""
+    recipe = recipe_of(logical_id)
+    if recipe is None:
+        return None, f"{logical_id} is not built by a Makefile"
+    requirements = source / "requirements.txt"
+    key = recipe.read_bytes() + requirements.read_bytes() + target_platform.encode() + sys.version.encode()
+    target = LAYER_CACHE / f"{logical_id}-{target_platform}-{hashlib.sha256(key).hexdigest()[:16]}"
+    how = f"wheels for this interpreter (Python {sys.version_info.major}.{sys.version_info.minor})"
+    if target_platform == "arm64":
+        how = "arm64 manylinux wheels for cp312"
+    how += f", with bytecode ({recipe.relative_to(REPO_ROOT)})"
+    if (target / ".complete").is_file():
+        return target, how + " (dependencies cached)"
+    LAYER_CACHE.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{logical_id}-", dir=LAYER_CACHE))
+    command = ["make", "--no-print-directory", "--makefile", str(recipe), f"build-{logical_id}"]
+    command += [f"ARTIFACTS_DIR={work}", f"PYTHON={sys.executable}"]
+    if target_platform == "native":
+        command.append("PIP_PLATFORM=")
+    done = subprocess.run(command, cwd=source, check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    if done.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        return None, f"{logical_id} build failed: " + (done.stderr or done.stdout).strip()[-300:]
+    (work / ".complete").write_text(how + "\n")
+    if target.exists():
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        work.rename(target)
+    return target, how
 
 
 def layer_dir(target_platform: str = "arm64") -> tuple[Path | None, str]:
@@ -518,58 +580,50 @@ def layer_dir(target_platform: str = "arm64") -> tuple[Path | None, str]:
     cached by the recipe and requirements; tokenledger is copied and compiled afresh each
     time, so the figures are of the code as it is. Returns the folder that goes on sys.path.
     """
-    requirements = REPO_ROOT / "shared" / "requirements.txt"
-    key = requirements.read_bytes() + LAYER_RECIPE.read_bytes() + target_platform.encode() + sys.version.encode()
-    target = LAYER_CACHE / f"{target_platform}-{hashlib.sha256(key).hexdigest()[:16]}"
-    how = f"wheels for this interpreter (Python {sys.version_info.major}.{sys.version_info.minor})"
-    if target_platform == "arm64":
-        how = "arm64 manylinux wheels for cp312"
-    how += ", with bytecode (shared/Makefile)"
-    if not (target / ".complete").is_file():
-        LAYER_CACHE.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="layer-", dir=LAYER_CACHE))
-        command = ["make", "--no-print-directory", "-C", str(LAYER_RECIPE.parent), "build-SharedLayer"]
-        command += [f"ARTIFACTS_DIR={work}", f"PYTHON={sys.executable}"]
-        if target_platform == "native":
-            command.append("PIP_PLATFORM=")
-        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
-        if done.returncode != 0:
-            shutil.rmtree(work, ignore_errors=True)
-            return None, "layer build failed: " + (done.stderr or done.stdout).strip()[-300:]
-        (work / ".complete").write_text(how + "\n")
-        if target.exists():
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            work.rename(target)
-    else:
-        how += " (dependencies cached)"
-    python = target / "python"
-    _refresh_tokenledger(python)
+    built, how = _recipe_build("SharedLayer", REPO_ROOT / "shared", target_platform)
+    if built is None:
+        return None, how
+    python = built / "python"
+    _refresh_sources(REPO_ROOT / "shared" / "tokenledger", python / "tokenledger", LAYER_ROOT + "/tokenledger")
     return python, how
 
 
-def _refresh_tokenledger(python: Path) -> None:
-    """tokenledger as it is now, compiled the way the recipe compiles it."""
+def function_package(spec: FunctionSpec, target_platform: str = "native") -> tuple[Path | None, str]:
+    """A function built by its own recipe (the Stripe functions: `stripe` and its dependencies
+    with bytecode, `shared/Makefile`), as `layer_dir` builds the layer; cached the same way.
+    Its own modules are as they were at build time: `_code_as_deployed` refreshes them."""
+    return _recipe_build(spec.logical_id, spec.code_dir, target_platform)
+
+
+def _refresh_sources(source: Path, into: Path, lambda_root: str, *, pattern: str | None = None) -> None:
+    """`source` as it is now (a package folder, or its files matching `pattern`) copied into
+    `into` and compiled the way the recipes compile, naming the files as under `lambda_root`."""
     import compileall
     import py_compile
 
-    ours = python / "tokenledger"
-    shutil.rmtree(ours, ignore_errors=True)
-    shutil.copytree(REPO_ROOT / "shared" / "tokenledger", ours, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    compileall.compile_dir(
-        str(ours),
-        quiet=1,
-        stripdir=str(python),
-        prependdir="/opt/python",
-        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-    )
+    mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
+    if pattern is None:
+        shutil.rmtree(into, ignore_errors=True)
+        shutil.copytree(source, into, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        compileall.compile_dir(str(into), quiet=1, stripdir=str(into), prependdir=lambda_root, invalidation_mode=mode)
+        return
+    for module in sorted(source.glob(pattern)):
+        shutil.copyfile(module, into / module.name)
+        compileall.compile_file(
+            str(into / module.name),
+            quiet=1,
+            force=True,
+            stripdir=str(into),
+            prependdir=lambda_root,
+            invalidation_mode=mode,
+        )
 
 
-def without_bytecode(layer: Path) -> Path:
-    """A copy of the layer without .pyc files: what SAM's own Python builder would ship."""
-    bare = layer.parent / "no-bytecode"
+def without_bytecode(tree: Path, name: str = "no-bytecode") -> Path:
+    """A copy of a package without .pyc files, beside it: what SAM's own Python builder would ship."""
+    bare = tree.parent / name
     shutil.rmtree(bare, ignore_errors=True)
-    shutil.copytree(layer, bare, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(tree, bare, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return bare
 
 
@@ -595,7 +649,9 @@ def deployment_sizes() -> dict[str, Any]:
     else:
         out["layer"] = {"error": how}
     for name, spec in STACK.functions().items():
-        size = _tree_bytes(spec.code_dir, bytecode=False)
+        # A function built by its own recipe ships what it builds (its dependencies, bytecode).
+        package = function_package(spec, "arm64")[0] if recipe_of(name) else None
+        size = _tree_bytes(package) if package is not None else _tree_bytes(spec.code_dir, bytecode=False)
         with_layer = (size + out["layer"].get("bytes", 0)) / 2**20
         out["functions"][name] = {"code_bytes": size, "with_layer_mb": round(with_layer, 1)}
     return out

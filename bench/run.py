@@ -365,6 +365,18 @@ def render(results: dict[str, Any]) -> str:
                 f"{bare['function']} {bare['import_cpu_ms_median']} CPU ms"
                 + (f" = {bare['import_cpu_ms_median'] / floor_cpu:.2f}x the floor with bytecode" if floor_cpu else "")
             )
+            for name, pair in (bare.get("packages") or {}).items():
+                with_, without = pair["with"], pair["without"]
+                first = (
+                    f"; first request {with_['first_cpu_ms_median']} CPU ms, {without['first_cpu_ms_median']} without"
+                    if "first_cpu_ms_median" in with_
+                    else ""
+                )
+                out.append(
+                    f"{name}'s own package (shared/Makefile) with and without bytecode (SAM's Python builder), "
+                    f"in pairs: import {with_['import_cpu_ms_median']} CPU ms, "
+                    f"{without['import_cpu_ms_median']} without{first}"
+                )
         layer = deployment.get("layer", {})
         if layer:
             out.append(

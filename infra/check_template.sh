@@ -3,7 +3,7 @@
 #   cfn-lint (errors, warnings and informational findings all fail; suppressions live in the
 #   template's Metadata with a reason), checkov (failed checks fail; skips live in the
 #   template's Metadata with a reason), `sam validate --lint` and `sam build` (the layer's
-#   arm64 wheels included, no Docker).
+#   arm64 wheels included, and the Stripe functions' bytecode; no Docker).
 #
 # Each tool lives in its own virtualenv outside the repo tree, because aws-sam-cli and
 # checkov pin older boto3/pydantic than the project does. The versions are pinned here; a
@@ -40,7 +40,8 @@ tool_venv() {
     echo "$venv/bin"
 }
 
-# `sam build` runs shared/Makefile, which installs and compiles the layer with python3.12: find one.
+# `sam build` runs shared/Makefile, which installs and compiles the layer and the Stripe
+# functions with python3.12: find one.
 find_python312() {
     if command -v python3.12 >/dev/null 2>&1 && python3.12 -c "" >/dev/null 2>&1; then
         dirname "$(command -v python3.12)"
@@ -103,4 +104,12 @@ if ! find "$SAM_BUILD_DIR/build/SharedLayer/python/pydantic_core" -name "_pydant
     echo "sam build: SharedLayer has no aarch64 build of pydantic-core" >&2
     exit 1
 fi
-echo "sam: template valid, build succeeded (SharedLayer with aarch64 wheels)"
+# The Stripe functions' own package (shared/Makefile) must carry stripe compiled for python3.12,
+# or each cold start compiles it from source (/var/task is read-only).
+for function in CheckoutFunction StripeWebhookFunction; do
+    if [[ ! -f "$SAM_BUILD_DIR/build/$function/stripe/__pycache__/__init__.cpython-312.pyc" ]]; then
+        echo "sam build: $function ships no python3.12 bytecode for stripe" >&2
+        exit 1
+    fi
+done
+echo "sam: template valid, build succeeded (SharedLayer with aarch64 wheels; Stripe functions with bytecode)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,35 @@ def test_shared_layer_builds_for_the_functions_runtime_and_architecture() -> Non
     assert {f"PYTHON ?= {runtime}" for runtime in runtimes} <= set(recipe.splitlines()), "bytecode is per Python"
     assert runtimes <= set(layer["Properties"]["CompatibleRuntimes"])
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+
+
+@pytest.mark.parametrize(
+    "function", sorted(f for f in FUNCTIONS if (REPO_ROOT / str(props(f)["CodeUri"]) / "requirements.txt").is_file())
+)
+def test_a_function_with_its_own_requirements_ships_them_with_bytecode(function: str) -> None:
+    # SAM's python builder would ship them without .pyc, and Lambda's /var/task is read-only, so
+    # every cold start would compile them (stripe) from source: the layer's recipe builds them.
+    metadata = RESOURCES[function].get("Metadata", {})
+    assert metadata.get("BuildMethod") == "makefile" and metadata.get("ContextPath") == "shared/"
+    code = REPO_ROOT / str(props(function)["CodeUri"])
+    recipe = REPO_ROOT / "shared" / "Makefile"
+    build = ["make", "--dry-run", "--makefile", str(recipe), f"build-{function}", "ARTIFACTS_DIR=/artifacts"]
+    dry_run = subprocess.run(
+        [*build, "PYTHON=python3.12"],
+        cwd=code,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    commands = [shlex.split(line) for line in dry_run.stdout.splitlines() if line.startswith("python3.12 ")]
+    pip = next(c for c in commands if c[1:4] == ["-m", "pip", "install"])
+    assert {"--no-compile", "--platform", "manylinux2014_aarch64", "--target", "/artifacts"} <= set(pip)
+    assert pip[pip.index("--python-version") + 1] == str(effective(function, "Runtime")).removeprefix("python")
+    assert pip[-2:] == ["-r", "requirements.txt"]
+    compile_all = next(c for c in commands if c[1:3] == ["-m", "compileall"])
+    assert compile_all[compile_all.index("--invalidation-mode") + 1] == "unchecked-hash"
+    assert compile_all[compile_all.index("-p") + 1] == "/var/task" and compile_all[-2:] == ["/artifacts", ">/dev/null"]
+    assert "cp *.py /artifacts/" in dry_run.stdout.replace('"', "")
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
