@@ -129,6 +129,8 @@ def _env(spec: FunctionSpec | None) -> dict[str, str]:
             }
         )
         env["PYTHONPATH"] = os.pathsep.join([str(spec.code_dir), *_layer_path()])
+        if "STRIPE_API_BASE" in spec.environment and "BENCH_COLD_START_STRIPE" in os.environ:
+            env["STRIPE_API_BASE"] = os.environ["BENCH_COLD_START_STRIPE"]  # the fake Stripe
     return env
 
 
@@ -163,9 +165,17 @@ def measure(*, runs: int, breakdown_runs: int, warm_requests: int = 200) -> dict
     Some handlers call AWS while they import (e.g. DescribeTable); a moto server on this
     machine answers them, so those calls cost a local round trip here, a real one on AWS.
     """
+    from infra.fake_stripe import FakeStripe, serve
+
     layer, how = layer_dir("native")
-    with _moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="bench-requests-") as scratch:
+    fake_stripe = FakeStripe(api_key=BENCH_STRIPE_KEY, checkout_url="https://checkout.stripe.test")
+    with (
+        _moto_server() as endpoint,
+        serve(fake_stripe) as stripe_base,
+        tempfile.TemporaryDirectory(prefix="bench-requests-") as scratch,
+    ):
         os.environ["BENCH_COLD_START_ENDPOINT"] = endpoint
+        os.environ["BENCH_COLD_START_STRIPE"] = stripe_base
         if layer is not None:
             os.environ["BENCH_COLD_START_LAYER"] = str(layer)
         try:
@@ -179,6 +189,7 @@ def measure(*, runs: int, breakdown_runs: int, warm_requests: int = 200) -> dict
                 figures["_without_bytecode"]["packages"] = packages
         finally:
             os.environ.pop("BENCH_COLD_START_ENDPOINT", None)
+            os.environ.pop("BENCH_COLD_START_STRIPE", None)
             os.environ.pop("BENCH_COLD_START_LAYER", None)
     figures["_path"] = {
         "packages": f"the layer alone, {how}" if layer else f"the development virtualenv ({how})",
@@ -223,7 +234,12 @@ def first_request(spec: FunctionSpec) -> dict[str, Any] | None:
 
 
 def write_requests(scratch: Path, endpoint: str, *, warm_requests: int) -> dict[str, Path]:
-    """One JSON file per function: its first request, and for the writes function the warm loop."""
+    """One JSON file per function: its first request, and for the writes function the warm loop;
+    for the checkout function also a valid first request (`VALID_KEY`: a session for the
+    catalog's first package, from the fake Stripe), as its first request in the table is `{}`."""
+    from tokenledger.domain.catalog import load_catalog
+    from tokenledger.service.checkout import CHECKOUT_ROUTE
+
     _open_bench_account(endpoint)
     out: dict[str, Path] = {}
     for name, spec in STACK.functions().items():
@@ -234,6 +250,12 @@ def write_requests(scratch: Path, endpoint: str, *, warm_requests: int) -> dict[
         path = scratch / f"{name}.json"
         path.write_text(json.dumps(plan))
         out[name] = path
+        if first["route"] == CHECKOUT_ROUTE:
+            valid = json.loads(json.dumps(first["event"]))
+            valid["body"] = json.dumps({"package_id": load_catalog().packages[0].package_id})
+            path = scratch / f"{name}-valid.json"
+            path.write_text(json.dumps({**plan, "route": f"{CHECKOUT_ROUTE} (a package)", "first": valid}))
+            out[name + VALID_KEY] = path
         if first["route"] == " ".join(COMMITMENT_ROUTE):
             warm = scratch / f"{name}-warm.json"
             warm.write_text(json.dumps({**plan, "warm": warm_requests, "warm_event": first["event"]}))
@@ -243,6 +265,8 @@ def write_requests(scratch: Path, endpoint: str, *, warm_requests: int) -> dict[
 
 
 WARM_KEY = "_warm_commitment"
+VALID_KEY = ":valid"
+BENCH_STRIPE_KEY = "sk_test_bench_" + "0" * 24  # the fake Stripe's key, in the checkout's secret
 
 
 def _open_bench_account(endpoint: str) -> None:
@@ -281,7 +305,13 @@ def _moto_server() -> Iterator[str]:
         session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=BASE_ENV["AWS_REGION"]
         )
-        create_resources(STACK, secret_values(), client=lambda service: session.client(service, endpoint_url=endpoint))
+        secrets = secret_values()
+        for spec in STACK.functions().values():  # the checkout's API key secret: the fake Stripe's key
+            key_secret = STACK.resources[spec.logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+            ref = key_secret.get("STRIPE_API_KEY_SECRET_NAME")
+            if isinstance(ref, dict) and "Ref" in ref:
+                secrets[ref["Ref"]] = BENCH_STRIPE_KEY
+        create_resources(STACK, secrets, client=lambda service: session.client(service, endpoint_url=endpoint))
         yield endpoint
     finally:
         server.stop()
@@ -330,9 +360,9 @@ def _measure_without_bytecode(
 def _measure_packages_without_bytecode(
     specs: dict[str, FunctionSpec], *, runs: int, requests: dict[str, Path]
 ) -> dict[str, Any]:
-    """Each function built by its own recipe, import and first request with its package as
-    built and without its bytecode (what SAM's python builder would ship), sampled in pairs;
-    the layer has its bytecode in both."""
+    """Each function built by its own recipe, import and first request (a valid one, where the
+    table's is refused) with its package as built and without its bytecode (what SAM's python
+    builder would ship), sampled in pairs; the layer has its bytecode in both."""
     bare = {
         name: dataclasses.replace(spec, code_dir=without_bytecode(spec.code_dir, spec.code_dir.name + "-no-bytecode"))
         for name, spec in specs.items()
@@ -341,15 +371,19 @@ def _measure_packages_without_bytecode(
     taken: dict[str, dict[str, list[dict[str, Any]]]] = {n: {"with": [], "without": []} for n in bare}
     for _ in range(runs):
         for name, bare_spec in bare.items():
-            taken[name]["with"].append(_sample(specs[name], requests.get(name)))
-            taken[name]["without"].append(_sample(bare_spec, requests.get(name)))
+            plan = requests.get(name + VALID_KEY, requests.get(name))
+            taken[name]["with"].append(_sample(specs[name], plan))
+            taken[name]["without"].append(_sample(bare_spec, plan))
     out: dict[str, Any] = {}
     for name, pair in taken.items():
-        out[name] = {}
+        plan = requests.get(name + VALID_KEY, requests.get(name))
+        out[name] = {"first_request": json.loads(plan.read_text())["route"] if plan else None}
         for variant, samples in pair.items():
             row = {"import_cpu_ms_median": _median([s["cpu_ms"] for s in samples])}
             if all("first_cpu_ms" in s for s in samples):
+                row["first_status"] = samples[-1]["first_status"]
                 row["first_cpu_ms_median"] = _median([s["first_cpu_ms"] for s in samples])
+                row["first_ms_median"] = _median([s["first_ms"] for s in samples])
                 row["import_and_first_cpu_ms_median"] = _median([s["cpu_ms"] + s["first_cpu_ms"] for s in samples])
             out[name][variant] = row
     return out

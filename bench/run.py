@@ -368,7 +368,8 @@ def render(results: dict[str, Any]) -> str:
             for name, pair in (bare.get("packages") or {}).items():
                 with_, without = pair["with"], pair["without"]
                 first = (
-                    f"; first request {with_['first_cpu_ms_median']} CPU ms, {without['first_cpu_ms_median']} without"
+                    f"; first request ({pair['first_request']} {with_['first_status']}) "
+                    f"{with_['first_cpu_ms_median']} CPU ms, {without['first_cpu_ms_median']} without"
                     if "first_cpu_ms_median" in with_
                     else ""
                 )
