@@ -37,6 +37,32 @@ STACK = Stack()
 ENGINES = (ENGINE_MOTO, ENGINE_DYNAMODB_LOCAL)
 ENGINE_ENV_VAR = "TOKENLEDGER_ENGINE"
 
+
+def share_botocore_data_loader() -> None:
+    """One botocore data loader per data path for the whole test process.
+
+    moto's `mock_aws` resets boto3's default session, so every world (every test) starts a
+    new botocore session, and each session's loader parsed every service model, paginator,
+    waiter and endpoint file from JSON again (measured: about a third of a test's set-up on
+    moto). Sessions now share the loader and its cache of parsed files; botocore already
+    shares those parsed files between the clients of one session, which only read them.
+    """
+    import botocore.loaders
+    import botocore.session
+
+    create = botocore.loaders.create_loader
+    loaders: dict[str | None, Any] = {}
+
+    def shared_loader(search_path_string: str | None = None) -> Any:
+        if search_path_string not in loaders:
+            loaders[search_path_string] = create(search_path_string)
+        return loaders[search_path_string]
+
+    botocore.session.create_loader = shared_loader  # type: ignore[attr-defined]
+
+
+share_botocore_data_loader()
+
 # Tests never reach a real endpoint by accident: only the engine fixture sets one.
 for _name in ENDPOINT_VARS:
     os.environ.pop(_name, None)
