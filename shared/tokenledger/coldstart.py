@@ -18,11 +18,12 @@ validation (a refused body or query), and then only the models that request uses
 
 3. The layer before the function's own package on `sys.path`. Lambda puts the function's
 package (`LAMBDA_TASK_ROOT`) first; the Stripe functions ship `stripe` there, and with it
-its dependencies `urllib3` and `typing_extensions`, which the layer also has, compiled. SAM's
-builder ships the function's package without bytecode, so botocore's `urllib3` and Logger's
-`typing_extensions` were compiled from source on every cold start of those two functions
-(0.3-0.4x of the floor, measured). The layer pins what botocore is tested with; the
-function's package keeps what only it has (`stripe`, `requests`).
+its dependencies `urllib3` and `typing_extensions`, which the layer also has. The layer's
+copies are the versions botocore and Powertools are tested with, so they win; the function's
+package keeps what only it has (`stripe`, `requests`). When SAM's python builder shipped that
+package without bytecode, this also kept botocore's `urllib3` and Logger's `typing_extensions`
+from being compiled on every cold start (0.3-0.4x of the floor, measured); the package is now
+built with bytecode too (`shared/Makefile`).
 
 4. No pydantic plugins: pydantic looks for them in every installed distribution's entry
 points when it builds its first model; the layer has none (`PYDANTIC_DISABLE_PLUGINS`).
