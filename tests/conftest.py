@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -132,6 +133,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if elsewhere:
         config.hook.pytest_deselected(items=elsewhere)
         items[:] = [item for item in items if uses_engine(item)]
+
+
+HANDLER_COPY_PREFIX = "tokenledger_fn_"  # infra.lambdas.load_module's names for handler module copies
+
+
+@pytest.fixture(autouse=True)
+def _forget_handler_copies() -> Iterator[None]:
+    """Handler module copies a test loaded leave sys.modules when it ends.
+
+    infra.lambdas registers every copy (one per execution environment) in sys.modules under
+    a unique name; without this a worker kept every copy of the run, with its clients and
+    services: hundreds by the end, which every full garbage collection then walked. An
+    environment still in use (a module-scoped local stack) keeps its module; only the name goes.
+    """
+    before = set(sys.modules)
+    yield
+    for name in [n for n in sys.modules if n.startswith(HANDLER_COPY_PREFIX) and n not in before]:
+        del sys.modules[name]
 
 
 @pytest.fixture(scope="session")

@@ -233,16 +233,25 @@ def _problem_event(error: LedgerError) -> dict[str, Any]:
     }
 
 
-_PLANS: dict[Callable[..., Any], RoutePlan] = {}
+# A route's plan is kept on its handler function, not in a module-level registry: a process that
+# loads a handler module many times (the local stack, the tests: one copy per environment) would
+# otherwise keep every copy, its clients and its services alive through the registry.
+_PLAN_ATTRIBUTE = "_tokenledger_route_plan"
+
+
+def _plan_of(func: Callable[..., Any]) -> RoutePlan:
+    plan = getattr(func, _PLAN_ATTRIBUTE, None)
+    if plan is None:
+        plan = RoutePlan(func)
+        setattr(func, _PLAN_ATTRIBUTE, plan)
+    return plan
 
 
 def _validate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
     """The route's arguments from the request, in two tiers (`tokenledger.http.shapes`): the
     strict check, else Powertools' OpenAPI validation with pydantic (the same answers as ever)."""
     route = app.context["_route"]
-    plan = _PLANS.get(route.func)
-    if plan is None:
-        plan = _PLANS[route.func] = RoutePlan(route.func)
+    plan = _plan_of(route.func)
     try:
         app.context["_route_args"] = plan.accept(app.context.get("_route_args") or {}, app.current_event)
     except Refused:

@@ -84,13 +84,16 @@ def _after(shape: type[Shape]) -> Any:
     return model_validator(mode="after")(run)
 
 
-_MODELS: dict[type[Shape], type[BaseModel]] = {}
+# Kept on the shape class itself (its own __dict__, never a base's), not in a module-level
+# registry that would keep every copy of a handler module that declares shapes alive.
+_MODEL_ATTRIBUTE = "_tokenledger_pydantic_model"
 
 
 def model_of(shape: type[Shape]) -> type[BaseModel]:
     """The pydantic model of a declared shape (its base shape's model as its base), made once."""
-    if shape in _MODELS:
-        return _MODELS[shape]
+    made: type[BaseModel] | None = vars(shape).get(_MODEL_ATTRIBUTE)
+    if made is not None:
+        return made
     base = shape.__mro__[1]
     parent = model_of(base) if base is not Shape and issubclass(base, Shape) else _Strict
     own = {name: spec for name, spec in shape.fields.items() if name not in getattr(base, "fields", {})}
@@ -105,7 +108,7 @@ def model_of(shape: type[Shape]) -> type[BaseModel]:
         __validators__=validators,
         **{name: _field(spec) for name, spec in own.items()},
     )
-    _MODELS[shape] = model
+    setattr(shape, _MODEL_ATTRIBUTE, model)
     return model
 
 
