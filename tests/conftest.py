@@ -13,6 +13,7 @@ Tests marked `moto_only(reason=...)` are skipped on DynamoDB Local. See docs/eng
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -151,6 +152,26 @@ def _forget_handler_copies() -> Iterator[None]:
     yield
     for name in [n for n in sys.modules if n.startswith(HANDLER_COPY_PREFIX) and n not in before]:
         del sys.modules[name]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what lives for the whole run, so full garbage collections stop walking it.
+
+    A worker holds botocore's parsed models, moto's and the handlers' modules and every
+    collected test: hundreds of thousands of objects that CPython's full collections walked
+    again and again. When the run builds worlds, one is built first (moto's service modules
+    imported, the shared botocore loader filled); then `gc.freeze()` moves all of it out of
+    the collector's generations. Full collections also wait for 100 young-generation passes
+    instead of 10 (`gc.set_threshold`): the tests make many short-lived cycles and few
+    long-lived ones. Nothing a test checks depends on when a cycle is freed (the memory
+    tests measure with tracemalloc what their own code allocates).
+    """
+    if any(uses_engine(item) for item in session.items):
+        with engine_world(None):
+            pass
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(700, 10, 100)
 
 
 @pytest.fixture(scope="session")
