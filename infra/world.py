@@ -239,6 +239,7 @@ def local_world(
     data_dir: str | Path | None = None,
     secrets: Mapping[str, str] | None = None,
     fresh_tables: bool = False,
+    clients: Callable[[str], Any] | None = None,
 ) -> Iterator[LocalWorld]:
     """The template's world on `engine`, for the duration of the block.
 
@@ -249,7 +250,9 @@ def local_world(
       variants) point, and only the missing resources are created.
 
     `secrets` gives values by the secret's logical id (others hold a placeholder);
-    `fresh_tables` drops the template's tables first (a DynamoDB Local shared between worlds).
+    `fresh_tables` drops the template's tables first (a DynamoDB Local shared between worlds);
+    `clients(service)` makes the clients that create the resources (default: new boto3 clients on
+    the current endpoints; the tests reuse theirs from one world to the next).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}")
@@ -269,7 +272,7 @@ def local_world(
                 scope.enter_context(environment_variable(DYNAMODB_ENDPOINT_ENV_VAR, dynamodb_endpoint))
             make_moto_atomic()
             scope.enter_context(_mock_aws(dynamodb_endpoint))
-        clients = _Clients()
+        clients = clients or _Clients()
         dynamodb = clients("dynamodb")
         if engine == ENGINE_DYNAMODB_LOCAL and dynamodb.meta.endpoint_url != dynamodb_endpoint:
             raise RuntimeError(f"boto3 ignored {DYNAMODB_ENDPOINT_ENV_VAR}: {dynamodb.meta.endpoint_url}")

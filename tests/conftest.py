@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 
 from infra.api import ApiResponse, LocalApi, caller_claims
-from infra.template import Stack
+from infra.template import LOCAL_REGION, Stack
 from infra.world import (
+    DYNAMODB_ENDPOINT_ENV_VAR,
     ENDPOINT_VARS,
     ENGINE_DYNAMODB_LOCAL,
     ENGINE_MOTO,
@@ -198,6 +199,25 @@ def dynamodb_endpoint(engine: str) -> Iterator[str | None]:
         server.stop()
 
 
+_world_clients: dict[tuple[str, str | None], Any] = {}
+
+
+def world_client(service: str) -> Any:
+    """The client a world creates its resources with, made once per service and DynamoDB endpoint.
+
+    Building five boto3 clients was half of a moto world's set-up. One made in an earlier world
+    serves the next: moto intercepts every client once it is imported (its stubber sits in
+    botocore's built-in handlers, switched on by `mock_aws`), and a new `mock_aws` resets the
+    state, not the clients. A DynamoDB client is reused only for the endpoint it was made for.
+    """
+    import boto3
+
+    key = (service, os.environ.get(DYNAMODB_ENDPOINT_ENV_VAR) if service == "dynamodb" else None)
+    if key not in _world_clients:
+        _world_clients[key] = boto3.client(service, region_name=LOCAL_REGION)
+    return _world_clients[key]
+
+
 @contextlib.contextmanager
 def engine_world(dynamodb_endpoint: str | None) -> Iterator[Any]:
     """A fresh world of the template on the engine (`dynamodb_endpoint` fixture); yields a DynamoDB client.
@@ -206,7 +226,9 @@ def engine_world(dynamodb_endpoint: str | None) -> Iterator[Any]:
     `dynamodb_endpoint` and enter this. S3 and Secrets Manager are moto's in both cases.
     """
     engine = ENGINE_MOTO if dynamodb_endpoint is None else ENGINE_DYNAMODB_LOCAL
-    with local_world(STACK, engine, dynamodb_endpoint=dynamodb_endpoint, fresh_tables=True) as world:
+    with local_world(
+        STACK, engine, dynamodb_endpoint=dynamodb_endpoint, fresh_tables=True, clients=world_client
+    ) as world:
         yield world.dynamodb
 
 
