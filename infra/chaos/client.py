@@ -50,6 +50,7 @@ class Client:
             self.workload.share(op)
 
     def execute(self, op: Op) -> None:
+        op.sent_at = time.monotonic()
         for attempt in range(1, CLIENT_ATTEMPTS_MAX + 1):
             op.attempts = attempt
             response = self.send(op.request)
@@ -65,6 +66,7 @@ class Client:
                 op.status = response.status
                 op.body = response.json
                 op.replayed = response.headers.get("idempotent-replayed") == "true"
+                op.answered_at = time.monotonic()
                 self.choices.learn(op)
                 return
             self._backoff(attempt)

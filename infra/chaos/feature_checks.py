@@ -59,8 +59,9 @@ class FeatureChecks(Snapshot):
         )
 
     def settlements_exact(self) -> str:
-        """Each settled prediction: nothing committed after its close, every user refunded exactly once
-        what they put in net of reversals, the settlement completed and its totals agreeing."""
+        """Each settled prediction: no commitment accepted once its close was answered, every user
+        refunded exactly once what they put in net of reversals, the settlement completed and its
+        totals agreeing."""
         problems: list[str] = []
         settled = self._settled_predictions()
         for prediction in sorted(settled):
@@ -75,11 +76,7 @@ class FeatureChecks(Snapshot):
             for entry in self.entries:
                 if entry.get("related_id") != prediction:
                     continue
-                if entry["type"] == "commitment":
-                    put_in[entry["user_id"]] -= entry["amount"]
-                    if entry["created_at"] > settlement["closed_at"]:
-                        problems.append(f"{prediction}: commitment {entry['entry_id']} after the close")
-                elif entry["type"] == "reversal":
+                if entry["type"] in ("commitment", "reversal"):
                     put_in[entry["user_id"]] -= entry["amount"]
                 elif entry["type"] == "refund":
                     refunded[entry["user_id"]] += entry["amount"]
@@ -89,6 +86,7 @@ class FeatureChecks(Snapshot):
                 problems.append(f"{prediction}: refunded {dict(refunded)} != put in {expected}")
             if any(n > 1 for n in refunds.values()):
                 problems.append(f"{prediction}: a user refunded more than once")
+            problems += self._accepted_after_close(prediction)
             total = sum(expected.values())
             if (settlement["taken_in"], settlement["paid_total"]) != (total, total):
                 problems.append(f"{prediction}: taken_in {settlement['taken_in']}, paid {settlement['paid_total']}")
@@ -99,8 +97,36 @@ class FeatureChecks(Snapshot):
         )
         return (
             f"{len(settled)} predictions settled ({closes} closes): every user refunded once what they put in;"
-            f" {late} commitments refused after a close, none written after it"
+            f" {late} commitments refused after a close, none accepted once a close was answered"
         )
+
+    def _accepted_after_close(self, prediction: str) -> list[str]:
+        """Commitments sent after a close of `prediction` was answered, and accepted anyway.
+
+        The order is the clients' (one clock, `time.monotonic`), not the entries' `created_at`:
+        a commitment stamped by its Lambda after the close took `closed_at`, but written before
+        the closed marker, was rightly accepted, and the settlement counts it (the taken-in and
+        refund checks hold that). What the contract forbids is acceptance after the close answered.
+        """
+        closing = (f"/v1/admin/predictions/{prediction}/close", f"/v1/admin/predictions/{prediction}/settlement")
+        answered = [
+            op.answered_at
+            for op in self.ops
+            if op.kind in ("close", "settle") and op.ok and op.request.path in closing and op.answered_at is not None
+        ]
+        if not answered:
+            return []
+        closed = min(answered)
+        return [
+            f"{prediction}: commitment op {op.client}/{op.number} accepted though sent after the close was answered"
+            for op in self.ops
+            if op.kind == "commitment_settled"
+            and op.ok
+            and not op.replayed
+            and op.request.body.get("prediction_id") == prediction
+            and op.sent_at is not None
+            and op.sent_at > closed
+        ]
 
     def reversed_at_most_once(self) -> str:
         reversals = Counter(e["reverses"] for e in self.entries if e["type"] == "reversal" and e.get("reverses"))

@@ -41,6 +41,9 @@ class Op:
     attempts: int = 0
     transient: Counter[str] = field(default_factory=Counter)  # 5xx, died, contention seen on the way
     stripe: dict[str, Any] | None = None  # what a Stripe event was about (payment, package)
+    # time.monotonic() of the first send and of the definite answer (one process: comparable across clients)
+    sent_at: float | None = None
+    answered_at: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -105,3 +105,29 @@ def test_a_broken_chaos_invariant_still_fails_under_python_dash_o() -> None:
     run = subprocess.run([sys.executable, "-O", "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert run.returncode != 0
     assert "InvariantBroken: 1 entries never published, e.g. u-1 seq 1" in run.stderr
+
+
+def test_a_commitment_accepted_once_its_close_was_answered_is_found_and_one_racing_the_close_is_not() -> None:
+    # The order that counts is the clients' (the close answered, then the commitment sent), not
+    # the entries' created_at: a commitment stamped after closed_at but written before the closed
+    # marker was rightly accepted, and the settlement counts it.
+    from infra.chaos.feature_checks import FeatureChecks
+    from infra.chaos.model import Op, Request
+
+    def op(kind: str, path: str, *, sent: float, answered: float, status: int = 200, **body: str) -> Op:
+        made = Op(0, int(sent), kind, "u-1", Request("POST", path, None, dict(body)), None)
+        made.status, made.sent_at, made.answered_at = status, sent, answered
+        return made
+
+    checks = FeatureChecks.__new__(FeatureChecks)  # the check reads only the operations
+    close = op("close", "/v1/admin/predictions/p-1/close", sent=10.0, answered=11.0)
+    racing = op("commitment_settled", "/v1/commitments", sent=10.5, answered=11.5, prediction_id="p-1")
+    refused = op("commitment_settled", "/v1/commitments", sent=12.0, answered=12.1, status=409, prediction_id="p-1")
+    other = op("commitment_settled", "/v1/commitments", sent=12.0, answered=12.1, prediction_id="p-2")
+    checks.ops = [close, racing, refused, other]
+    assert checks._accepted_after_close("p-1") == []
+    late = op("commitment_settled", "/v1/commitments", sent=11.2, answered=11.3, status=201, prediction_id="p-1")
+    checks.ops.append(late)
+    assert checks._accepted_after_close("p-1") == [
+        "p-1: commitment op 0/11 accepted though sent after the close was answered"
+    ]
