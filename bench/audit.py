@@ -43,7 +43,7 @@ def seed(world: Any, *, accounts: int = SEED_ACCOUNTS, per_account: int = SEED_E
     from tokenledger.adapters.ids import new_ulid
     from tokenledger.domain.model import Entry, EntryType
 
-    tables = {k: v["TableName"] for k, v in STACK.table_definitions().items()}
+    tables = STACK.table_names()
     created = "2026-11-24T12:00:00.000Z"
     requests: list[tuple[str, dict[str, Any]]] = []
     for _ in range(accounts):

@@ -60,7 +60,7 @@ def run(world: World, *, writes_per_writer: int) -> list[dict[str, Any]]:
 
 
 def _balance(world: World, user: str) -> int:
-    table = STACK.table_definitions()["AccountsTable"]["TableName"]
+    table = STACK.physical_name("AccountsTable")
     item = world.oracle.get_item(TableName=table, Key={"user_id": {"S": user}}, ConsistentRead=True)["Item"]
     return int(item["balance"]["N"])
 

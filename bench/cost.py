@@ -232,7 +232,7 @@ def measure_baseline(world: World) -> Measured:
     rec = world.recorder.record
     client = boto3.client("dynamodb", config=CLIENT_CONFIG)  # from the hooked default session
     baseline_powertools.create_table(world.oracle)
-    tables = {k: v["TableName"] for k, v in STACK.table_definitions().items()}
+    tables = STACK.table_names()
     handler = baseline_powertools.build_handler(
         client, accounts_table=tables["AccountsTable"], entries_table=tables["EntriesTable"]
     )

@@ -109,7 +109,7 @@ def run(entries: int) -> dict[str, Any]:
     stack = Stack()
     with local_world(stack, ENGINE_DYNAMODB_LOCAL) as world:
         client = world.dynamodb
-        tables = {logical_id: table["TableName"] for logical_id, table in stack.table_definitions().items()}
+        tables = stack.table_names()
         seconds = seed(client, tables, entries)
         counting = Counting(client)
         settings = Settings(

@@ -40,7 +40,7 @@ def entry_pages(dynamodb: Any, entries_table: str, user_id: str) -> Iterator[lis
 
 
 def chain_of(dynamodb: Any, stack: Stack, user_id: str) -> list[dict[str, int]]:
-    names = {k: v["TableName"] for k, v in stack.table_definitions().items()}
+    names = stack.table_names()
     items = [item for page in entry_pages(dynamodb, names["EntriesTable"], user_id) for item in page]
     return [
         {"seq": int(i["seq"]["N"]), "amount": int(i["amount"]["N"]), "balance_after": int(i["balance_after"]["N"])}
@@ -56,7 +56,7 @@ def hash_chain_problem(dynamodb: Any, stack: Stack, user_id: str) -> str | None:
     from tokenledger.adapters.dynamodb import entry_from_item
     from tokenledger.domain.chain import GENESIS_HASH, entry_hash
 
-    names = {k: v["TableName"] for k, v in stack.table_definitions().items()}
+    names = stack.table_names()
     prev: str | None = None
     for page in entry_pages(dynamodb, names["EntriesTable"], user_id):
         for item in page:
@@ -75,7 +75,7 @@ def hash_chain_problem(dynamodb: Any, stack: Stack, user_id: str) -> str | None:
 
 def assert_account_consistent(dynamodb: Any, stack: Stack, user_id: str) -> dict[str, int]:
     """Seq 1..n without gaps, the chain holds, never negative, version = n, balance = last."""
-    names = {k: v["TableName"] for k, v in stack.table_definitions().items()}
+    names = stack.table_names()
     chain = chain_of(dynamodb, stack, user_id)
     item = dynamodb.get_item(TableName=names["AccountsTable"], Key={"user_id": {"S": user_id}}, ConsistentRead=True)
     account = item.get("Item")

@@ -223,6 +223,10 @@ class Stack:
     def of_type(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.resources.items() if v.get("Type") == kind}
 
+    def table_names(self) -> dict[str, str]:
+        """Every table's name by its logical id."""
+        return {logical_id: self.physical_name(logical_id) for logical_id in self.of_type("AWS::DynamoDB::Table")}
+
     def table_definitions(self) -> dict[str, dict[str, Any]]:
         """`CreateTable` arguments for every table, straight from the template's properties."""
         tables = {}

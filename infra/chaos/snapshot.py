@@ -28,7 +28,7 @@ class Snapshot:
         self.ops = ops
         self.features = features
         self.api = api
-        tables = {k: v["TableName"] for k, v in stack.table_definitions().items()}
+        tables = stack.table_names()
         self.accounts = {a["user_id"]: a for a in map(plain_item, _scan(dynamodb, tables["AccountsTable"]))}
         self.entries = [plain_item(i) for i in _scan(dynamodb, tables["EntriesTable"])]
         self.idempotency = [plain_item(i) for i in _scan(dynamodb, tables["IdempotencyTable"])]

@@ -42,7 +42,7 @@ def trigger_environment(monkeypatch: pytest.MonkeyPatch, welcome_grant_tokens: i
 
 
 def account_item(aws: dict[str, Any], user_id: str) -> dict[str, Any] | None:
-    table = STACK.table_definitions()["AccountsTable"]["TableName"]
+    table = STACK.physical_name("AccountsTable")
     item: dict[str, Any] | None = (
         aws["dynamodb"].get_item(TableName=table, Key={"user_id": {"S": user_id}}, ConsistentRead=True).get("Item")
     )

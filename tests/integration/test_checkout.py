@@ -29,7 +29,7 @@ CATALOG = {"starter": (100, 499), "standard": (550, 1999), "pro": (1200, 3999), 
 RESPONSE_FIELDS = {"checkout_session_id", "url", "package_id", "tokens", "price", "expires_at"}
 DEFAULT_SUCCESS = STACK.parameters["CheckoutSuccessUrl"]
 DEFAULT_CANCEL = STACK.parameters["CheckoutCancelUrl"]
-IDEMPOTENCY_TABLE = STACK.table_definitions()["IdempotencyTable"]["TableName"]
+IDEMPOTENCY_TABLE = STACK.physical_name("IdempotencyTable")
 
 
 def put_secret(env_name: str, value: str) -> None:

@@ -29,7 +29,7 @@ TRANSACT = "TransactWriteItems"
 
 
 def _table(logical_id: str) -> str:
-    return STACK.table_definitions()[logical_id]["TableName"]
+    return STACK.physical_name(logical_id)
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_dynamodb_calls_reach_the_selected_engine_and_s3_stays_on_moto(
     from moto.core import DEFAULT_ACCOUNT_ID
 
     moto_tables = get_backend("dynamodb")[DEFAULT_ACCOUNT_ID][LOCAL_REGION].tables
-    template_tables = {d["TableName"] for d in STACK.table_definitions().values()}
+    template_tables = set(STACK.table_names().values())
     dynamodb = boto3.client("dynamodb", region_name=LOCAL_REGION)
 
     listed = set(dynamodb.list_tables()["TableNames"])

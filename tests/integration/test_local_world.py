@@ -25,7 +25,7 @@ def test_a_moto_world_has_every_resource_of_the_template_and_the_secrets_given()
     assert secret_named_by(STACK, "NO_SUCH_VARIABLE") is None
     with local_world(STACK, secrets={webhook_secret: "whsec_world"}) as world:
         assert world.engine == "moto" and world.dynamodb_endpoint is None
-        tables = {d["TableName"] for d in STACK.table_definitions().values()}
+        tables = set(STACK.table_names().values())
         assert set(world.dynamodb.list_tables()["TableNames"]) == tables
         buckets = {b["Name"] for b in boto3.client("s3", region_name=LOCAL_REGION).list_buckets()["Buckets"]}
         assert {STACK.physical_name(b) for b in STACK.of_type("AWS::S3::Bucket")} <= buckets

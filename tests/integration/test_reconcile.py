@@ -25,7 +25,7 @@ from tokenledger.adapters.dynamodb import entry_to_item
 from tokenledger.adapters.ids import new_ulid, utc_now_iso
 from tokenledger.domain.model import Account, Entry, EntryDraft, EntryType, apply_drafts
 
-TABLES = {logical: d["TableName"] for logical, d in STACK.table_definitions().items()}
+TABLES = STACK.table_names()
 BUCKET = STACK.physical_name("ReportsBucket")
 BATCH_WRITE_ITEMS_MAX = 25
 

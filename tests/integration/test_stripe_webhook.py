@@ -29,7 +29,7 @@ EVENTS = Path(__file__).resolve().parent.parent / "events"
 ROUTE = "/v1/webhooks/stripe"
 FUNCTION = "StripeWebhookFunction"
 STANDARD = {"package_id": "standard", "tokens": 550, "price": 1999}  # as in the catalog
-TABLES = {k: v["TableName"] for k, v in STACK.table_definitions().items()}
+TABLES = STACK.table_names()
 
 
 # ---------------------------------------------------------------- Stripe's side

@@ -526,3 +526,12 @@ def test_the_stripe_webhook_route_has_its_own_throttle_and_user_functions_reserv
     for function in ("ReadsFunction", "WritesFunction", "StripeWebhookFunction"):
         reserved = props(function)["ReservedConcurrentExecutions"]
         assert reserved["Fn::If"][0] == "ReserveConcurrency" and 1 <= int(reserved["Fn::If"][1]) <= 50
+
+
+def test_table_names_are_the_names_the_tables_are_created_with() -> None:
+    stack = Stack()
+    definitions = stack.table_definitions()
+    names = stack.table_names()
+    assert names == {logical_id: d["TableName"] for logical_id, d in definitions.items()}
+    assert {"AccountsTable", "EntriesTable", "IdempotencyTable"} <= set(names)
+    assert len(set(names.values())) == len(names)  # no two tables share a name
