@@ -294,7 +294,8 @@ def _moto_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     from infra.dynamodb_local import find_free_port
-    from infra.world import create_resources
+    from infra.local import STRIPE_API_KEY_SECRET_ENV
+    from infra.world import create_resources, secret_named_by
 
     port = find_free_port()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -306,11 +307,9 @@ def _moto_server() -> Iterator[str]:
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=BASE_ENV["AWS_REGION"]
         )
         secrets = secret_values()
-        for spec in STACK.functions().values():  # the checkout's API key secret: the fake Stripe's key
-            key_secret = STACK.resources[spec.logical_id]["Properties"].get("Environment", {}).get("Variables", {})
-            ref = key_secret.get("STRIPE_API_KEY_SECRET_NAME")
-            if isinstance(ref, dict) and "Ref" in ref:
-                secrets[ref["Ref"]] = BENCH_STRIPE_KEY
+        api_key_secret = secret_named_by(STACK, STRIPE_API_KEY_SECRET_ENV)
+        if api_key_secret:  # the checkout's API key secret: the fake Stripe's key
+            secrets[api_key_secret] = BENCH_STRIPE_KEY
         create_resources(STACK, secrets, client=lambda service: session.client(service, endpoint_url=endpoint))
         yield endpoint
     finally:
@@ -368,15 +367,15 @@ def _measure_packages_without_bytecode(
         for name, spec in specs.items()
         if recipe_of(name)
     }
+    plans = {name: requests.get(name + VALID_KEY, requests.get(name)) for name in bare}
     taken: dict[str, dict[str, list[dict[str, Any]]]] = {n: {"with": [], "without": []} for n in bare}
     for _ in range(runs):
         for name, bare_spec in bare.items():
-            plan = requests.get(name + VALID_KEY, requests.get(name))
-            taken[name]["with"].append(_sample(specs[name], plan))
-            taken[name]["without"].append(_sample(bare_spec, plan))
+            taken[name]["with"].append(_sample(specs[name], plans[name]))
+            taken[name]["without"].append(_sample(bare_spec, plans[name]))
     out: dict[str, Any] = {}
     for name, pair in taken.items():
-        plan = requests.get(name + VALID_KEY, requests.get(name))
+        plan = plans[name]
         out[name] = {"first_request": json.loads(plan.read_text())["route"] if plan else None}
         for variant, samples in pair.items():
             row = {"import_cpu_ms_median": _median([s["cpu_ms"] for s in samples])}
